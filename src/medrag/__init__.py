@@ -1,0 +1,3 @@
+"""medrag: question answering with citations over Chinese medical documents."""
+
+__version__ = "0.1.0"

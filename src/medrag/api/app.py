@@ -1,0 +1,45 @@
+"""The FastAPI application factory."""
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..embedding import load_embedder
+from ..errors import MedragError
+from ..pipeline import Pipeline
+from ..settings import Settings
+from . import errors
+from .routes import ask, health
+
+log = logging.getLogger("medrag.api")
+
+
+def pipeline_for(settings: Settings) -> Pipeline:
+    embedder = load_embedder(settings.embed_model, settings.embed_threads, settings.embed_batch_size)
+    return Pipeline(
+        settings.index_dir, embedder, top_k=settings.top_k, fusion=settings.fusion, rrf_k=settings.rrf_k,
+        min_evidence=settings.min_evidence, max_question_chars=settings.max_question_chars,
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.settings = settings
+        app.state.pipeline = pipeline_for(settings)
+        try:
+            app.state.pipeline.snapshot()  # load the index now, not on the first question
+        except MedragError as error:  # the service still starts and reports the reason on each request
+            log.warning("index not loaded: %s", error)
+        yield
+
+    app = FastAPI(title="medrag", version=__version__, lifespan=lifespan,
+                  description="Question answering with citations over Chinese medical documents.")
+    errors.register(app)
+    app.include_router(ask.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,28 @@
+"""Questions and retrieval."""
+
+from typing import Literal
+
+from fastapi import APIRouter, Query
+
+from ..deps import PipelineDep
+from ..schemas import AskRequest, AskResponse, SearchResponse, answer_out, citation_out
+
+router = APIRouter(tags=["answering"])
+
+
+@router.post("/ask", response_model=AskResponse)
+def ask(body: AskRequest, pipeline: PipelineDep) -> AskResponse:
+    """Answer a question from the corpus with `[n]` citations, or say that the corpus has no answer."""
+    answer = pipeline.ask(body.question, body.top_k)
+    return answer_out(answer, pipeline.snapshot().index.documents)
+
+
+@router.get("/search", response_model=SearchResponse)
+def search(pipeline: PipelineDep, q: str = Query(description="The query."),
+           k: int = Query(default=5, ge=1, le=50),
+           mode: Literal["hybrid", "dense", "bm25"] = "hybrid") -> SearchResponse:
+    """Ranked passages for a query, without composing an answer."""
+    snapshot = pipeline.snapshot()
+    hits = pipeline.search(q, k, mode)
+    documents = snapshot.index.documents
+    return SearchResponse(query=q, hits=[citation_out(i + 1, h, documents.get(h.chunk.doc_id)) for i, h in enumerate(hits)])

