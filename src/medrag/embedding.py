@@ -59,8 +59,10 @@ class SentenceTransformerEmbedder:
             self._model = SentenceTransformer(model, device="cpu")
         except Exception as error:  # the library raises many types for "cannot load"
             raise ConfigError(f"cannot load sentence-transformers model {model!r}: {error}") from error
-        self.model_id = f"sentence-transformers/{model.rstrip('/').split('/')[-1]}" if os.path.isdir(model) else model
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        # The id is the setting as given: an index built under one setting is refused under another.
+        self.model_id = f"sentence-transformers:{model}"
+        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
         self._batch_size = batch_size
         self._prompts = self._choose_prompts(model)
         self._lock = threading.Lock()
@@ -92,7 +94,7 @@ class SentenceTransformerEmbedder:
 class FakeEmbedder:
     """Deterministic character-bigram hashing: similar texts get similar vectors. For fast tests."""
 
-    model_id = "fake/trigram-hash"
+    model_id = "fake/bigram-hash"
 
     def __init__(self, dim: int = 64):
         self.dim = dim

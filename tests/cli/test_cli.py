@@ -1,0 +1,37 @@
+"""The command line, run as a user runs it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def medrag(*args, env=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "medrag.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
+
+
+def test_ingest_then_ask_prints_the_answer_and_its_sources(tmp_path):
+    document = tmp_path / "note.md"
+    document.write_text("# 心脏\n\n## 功能\n心脏每分钟大约跳动七十次，把血液送往全身。\n", encoding="utf-8")
+    env = {"MEDRAG_INDEX_DIR": str(tmp_path / "index")}
+    ingest = medrag("ingest", str(document), env=env)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "indexed 1 document(s)" in ingest.stderr
+    asked = medrag("ask", "心脏每分钟跳动多少次？", env=env)
+    assert asked.returncode == 0, asked.stderr
+    assert "七十次" in asked.stdout and "[1]" in asked.stdout
+    assert "心脏 > 功能" in asked.stdout
+    refused = medrag("ask", "MedGPT有多少参数？", env=env)
+    assert refused.returncode == 1 and "没有找到" in refused.stdout
+
+
+def test_user_errors_are_messages_not_tracebacks(tmp_path):
+    missing = medrag("ingest", str(tmp_path / "missing.md"), env={"MEDRAG_INDEX_DIR": str(tmp_path / "index")})
+    assert missing.returncode == 2
+    assert "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
+    no_index = medrag("ask", "问题", env={"MEDRAG_INDEX_DIR": str(tmp_path / "none")})
+    assert no_index.returncode == 2 and "medrag ingest" in no_index.stderr

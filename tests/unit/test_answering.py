@@ -1,0 +1,61 @@
+"""Retrieval and extractive answers over the real index of the shipped corpus."""
+
+from pathlib import Path
+
+import pytest
+
+from medrag.answering import question_terms
+from medrag.pipeline import Pipeline
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline(real_index: Path, real_embedder) -> Pipeline:
+    return Pipeline(real_index, real_embedder)
+
+
+def test_english_questions_find_chinese_passages(pipeline):
+    hits = pipeline.search("How many parameters does MedGPT have?", 3, "dense")
+    assert any("1000亿参数" in h.chunk.text for h in hits)
+
+
+def test_traditional_chinese_questions_match_simplified_text(pipeline):
+    traditional = pipeline.search("MedGPT的參數規模是多少", 3, "hybrid")
+    simplified = pipeline.search("MedGPT的参数规模是多少", 3, "hybrid")
+    assert [h.chunk.chunk_id for h in traditional] == [h.chunk.chunk_id for h in simplified]
+    assert any("1000亿参数" in h.chunk.text for h in traditional)
+
+
+def test_each_mode_ranks_with_higher_is_better_scores(pipeline):
+    for mode in ("hybrid", "dense", "bm25"):
+        hits = pipeline.search("MMed-Llama 3的准确率", 5, mode)
+        assert hits, mode
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True), mode
+
+
+def test_answers_cite_the_passage_they_quote(pipeline):
+    answer = pipeline.ask("MedGPT有多少参数？")
+    assert answer.found and "1000亿" in answer.text
+    assert answer.text.endswith("]")
+    cited = {c.n: c.hit.chunk for c in answer.citations}
+    assert "[1]" in answer.text and 1 in cited
+    assert "1000亿" in cited[1].text
+    assert "https://www.sohu.com/a/752216224_121695294" in cited[1].links
+    assert set(answer.timings_ms) == {"embed", "retrieve", "answer", "total"}
+
+
+def test_questions_outside_the_corpus_are_refused(pipeline):
+    for question in ("谁赢得了2022年世界杯足球赛？", "What is the capital of Australia?"):
+        answer = pipeline.ask(question)
+        assert not answer.found, question
+        assert answer.citations == ()
+        assert answer.evidence < pipeline.min_evidence
+
+
+def test_question_terms_weigh_nouns_over_verbs_and_skip_question_words():
+    terms = dict(question_terms("MedLM是基于哪个模型构建的？"))
+    assert terms["MedLM"] == 1.0 and terms["模型"] == 1.0
+    assert terms["构建"] < 1.0
+    assert "哪个" not in terms and "是" not in terms

