@@ -39,6 +39,11 @@ QUESTION_WORDS = frozenset(
 POS_WEIGHTS = {"n": 1.0, "vn": 1.0, "eng": 1.0, "j": 1.0, "m": 0.8, "v": 0.3, "a": 0.3}
 
 
+def warm_up() -> None:
+    """Load jieba's dictionaries now rather than during the first question (about a second)."""
+    question_terms("预热")
+
+
 def question_terms(question: str) -> list[tuple[str, float]]:
     """Content terms of a question with their part-of-speech weights."""
     terms: dict[str, float] = {}

@@ -24,12 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
 
+    evaluate = commands.add_parser("eval", help="score a question set (JSONL) through the real pipeline")
+    evaluate.add_argument("file", type=Path)
+    evaluate.add_argument("--retriever", action="append", choices=["hybrid", "dense", "bm25"],
+                          help="retrieval mode to score; repeat to compare modes side by side (default: hybrid)")
+    evaluate.add_argument("--url", help="score a running server at this base URL instead of the local index")
+    evaluate.add_argument("--json", type=Path, dest="json_path", help="also write the results as JSON here")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         settings = Settings()
-        return {"ingest": run_ingest, "ask": run_ask, "serve": run_serve}[args.command](args, settings)
+        return {"ingest": run_ingest, "ask": run_ask, "serve": run_serve, "eval": run_eval}[args.command](args, settings)
     except MedragError as error:
         print(f"medrag: {error}", file=sys.stderr)
         return 2
@@ -76,6 +83,64 @@ def run_ask(args, settings: Settings) -> int:
             print(f"    cites {url}")
         print(f"    {chunk.text[:200]}")
     return 0 if answer.found else 1
+
+
+def run_eval(args, settings: Settings) -> int:
+    import json
+
+    from .evaluation import evaluate, format_table, load_questions
+
+    items = load_questions(args.file)
+    modes = args.retriever or ["hybrid"]
+    reports = {}
+    for mode in modes:
+        ask, search = _remote(args.url, mode) if args.url else _local(settings, mode)
+        reports[mode] = evaluate(items, ask, search)
+    print(format_table({mode: report.summary() for mode, report in reports.items()}))
+    for mode, report in reports.items():
+        for item in report.items:
+            if not item.correct:
+                print(f"[{mode}] missed {item.id}: {item.question} -> {item.answer[:80]}")
+    if args.json_path:
+        args.json_path.write_text(json.dumps({m: r.to_json() for m, r in reports.items()}, ensure_ascii=False, indent=2),
+                                  encoding="utf-8")
+    return 0
+
+
+def _local(settings: Settings, mode: str):
+    from .api.app import pipeline_for
+    from .api.schemas import answer_out, citation_out
+
+    pipeline = pipeline_for(settings)
+
+    def ask(question: str) -> dict:
+        answer = pipeline.ask(question, mode=mode)
+        return answer_out(answer, pipeline.snapshot().index.documents).model_dump()
+
+    def search(question: str, k: int) -> list[dict]:
+        documents = pipeline.snapshot().index.documents
+        return [citation_out(i + 1, h, documents.get(h.chunk.doc_id)).model_dump()
+                for i, h in enumerate(pipeline.search(question, k, mode))]
+
+    return ask, search
+
+
+def _remote(url: str, mode: str):
+    import httpx
+
+    client = httpx.Client(base_url=url.rstrip("/"), timeout=60)
+
+    def ask(question: str) -> dict:
+        response = client.post("/ask", json={"question": question, "retriever": mode})
+        response.raise_for_status()
+        return response.json()
+
+    def search(question: str, k: int) -> list[dict]:
+        response = client.get("/search", params={"q": question, "k": k, "mode": mode})
+        response.raise_for_status()
+        return response.json()["hits"]
+
+    return ask, search
 
 
 def run_serve(args, settings: Settings) -> int:

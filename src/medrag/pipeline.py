@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import store
+from . import answering, store
 from .answering import ExtractiveAnswerer
 from .embedding import Embedder
 from .errors import BadInputError
@@ -44,6 +44,8 @@ class Pipeline:
         with self._lock:
             if self._snapshot is None or store.current_path(self.index_dir) != self._snapshot.index.path:
                 index = store.load(self.index_dir, self.embedder.model_id)
+                if self._snapshot is None:
+                    answering.warm_up()
                 answerer = ExtractiveAnswerer(self.embedder, index.bm25, min_evidence=self.min_evidence)
                 if self._snapshot is not None:
                     # Sentence vectors stay valid across versions: they depend only on the text.

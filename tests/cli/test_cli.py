@@ -35,3 +35,28 @@ def test_user_errors_are_messages_not_tracebacks(tmp_path):
     assert "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
     no_index = medrag("ask", "问题", env={"MEDRAG_INDEX_DIR": str(tmp_path / "none")})
     assert no_index.returncode == 2 and "medrag ingest" in no_index.stderr
+
+
+def test_eval_compares_retrievers_locally_and_against_a_server(tmp_path, server, real_index):
+    from ..conftest import DATA
+
+    env = {"MEDRAG_INDEX_DIR": str(real_index)}
+    out = tmp_path / "local.json"
+    local = medrag("eval", str(DATA / "qa_public.jsonl"), "--retriever", "hybrid", "--retriever", "bm25",
+                   "--json", str(out), env=env)
+    assert local.returncode == 0, local.stderr
+    header = local.stdout.splitlines()[0].split()
+    assert header == ["metric", "hybrid", "bm25"]
+    for metric in ("answer_accuracy", "evidence_hit@1", "evidence_hit@5", "mrr", "refusal_accuracy",
+                   "citation_precision", "latency_p50_ms", "latency_p95_ms"):
+        assert metric in local.stdout
+    import json
+
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert set(results) == {"hybrid", "bm25"}
+    assert len(results["hybrid"]["items"]) == 18
+    assert results["hybrid"]["summary"]["answer_accuracy"] >= 0.9
+    remote = medrag("eval", str(DATA / "qa_public.jsonl"), "--url", server.url, "--json", str(tmp_path / "remote.json"))
+    assert remote.returncode == 0, remote.stderr
+    remote_summary = json.loads((tmp_path / "remote.json").read_text(encoding="utf-8"))["hybrid"]["summary"]
+    assert remote_summary["answer_accuracy"] == results["hybrid"]["summary"]["answer_accuracy"]

@@ -1,5 +1,7 @@
 """Request and response bodies of the HTTP API (kept apart from the internal dataclasses)."""
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from ..types import Answer, Document, Hit
@@ -8,6 +10,7 @@ from ..types import Answer, Document, Hit
 class AskRequest(BaseModel):
     question: str = Field(description="The question, in Chinese or English.")
     top_k: int | None = Field(default=None, ge=1, le=20, description="Passages to retrieve (default from settings).")
+    retriever: Literal["hybrid", "dense", "bm25"] = Field(default="hybrid", description="Retrieval mode; for comparisons.")
 
 
 class CitationOut(BaseModel):
