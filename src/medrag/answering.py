@@ -10,7 +10,9 @@ decides whether to answer at all: below `min_evidence` the answer is `found: fal
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import jieba.posseg as pseg
 import numpy as np
@@ -19,7 +21,7 @@ from .chunking import sentence_spans
 from .embedding import Embedder
 from .lexical import BM25, STOPWORDS, WORD
 from .textnorm import normalize
-from .types import Answer, Citation, Hit
+from .types import Answer, Citation, Hit, Question
 
 NOT_FOUND = {
     "zh": "抱歉，语料库中没有找到能回答这个问题的内容。",
@@ -42,6 +44,28 @@ POS_WEIGHTS = {"n": 1.0, "vn": 1.0, "eng": 1.0, "j": 1.0, "m": 0.8, "v": 0.3, "a
 def warm_up() -> None:
     """Load jieba's dictionaries now rather than during the first question (about a second)."""
     question_terms("预热")
+
+
+class Answerer(Protocol):
+    """Writes an answer from retrieved passages; both the extractive and the LLM answerer are one."""
+
+    def stream(self, question: Question, hits: list[Hit], query_vector: np.ndarray, *,
+               incremental: bool = True) -> Iterator[str | Answer]:
+        """Pieces of the answer text as they are written, then the `Answer` (its text is the pieces joined).
+
+        `incremental=False` tells the answerer that nobody waits for the pieces (one request, no stream).
+        """
+        ...
+
+
+def final(pieces: Iterator[str | Answer]) -> Answer:
+    """The `Answer` at the end of an answerer's stream."""
+    answer = None
+    for answer in pieces:
+        pass
+    if not isinstance(answer, Answer):
+        raise AssertionError("an answerer's stream must end with its Answer")
+    return answer
 
 
 def question_terms(question: str) -> list[tuple[str, float]]:
@@ -102,12 +126,19 @@ class ExtractiveAnswerer:
     """Answers from the passages' own sentences; refuses when the evidence is weak."""
 
     def __init__(self, embedder: Embedder, bm25: BM25, *, min_evidence: float, passages: int = 3,
-                 max_sentences: int = 2):
-        self.vectors = SentenceVectors(embedder)
+                 max_sentences: int = 2, vectors: SentenceVectors | None = None):
+        self.vectors = vectors or SentenceVectors(embedder)
         self.bm25 = bm25
         self.min_evidence = min_evidence
         self.passages = passages
         self.max_sentences = max_sentences
+
+    def stream(self, question: Question, hits: list[Hit], query_vector: np.ndarray, *,
+               incremental: bool = True) -> Iterator[str | Answer]:
+        """The whole answer as one piece (it is picked, not written), then the `Answer`."""
+        answer = self.answer(question.query, hits, query_vector)
+        yield answer.text
+        yield answer
 
     def answer(self, question: str, hits: list[Hit], query_vector: np.ndarray) -> Answer:
         candidates = self.candidates(question, hits, query_vector)

@@ -25,6 +25,12 @@ class FetchRefusedError(MedragError):
     code = "fetch_refused"
 
 
+class UnknownModelError(MedragError):
+    """A request names a model this service does not serve (the OpenAI-compatible endpoint)."""
+
+    code = "model_not_found"
+
+
 class GeneratorError(MedragError):
     code = "generator_failed"
 

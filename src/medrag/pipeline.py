@@ -2,15 +2,19 @@
 
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import answering, store
-from .answering import ExtractiveAnswerer
+from .answering import Answerer, ExtractiveAnswerer, SentenceVectors, final
+from .conversation import standalone
 from .embedding import Embedder
 from .errors import BadInputError
+from .generation import GenerativeAnswerer
+from .llm import ChatClient
 from .retrieval import Mode, Retriever
-from .types import Answer, Hit
+from .types import Answer, Hit, Question, Turn
 
 
 @dataclass(frozen=True)
@@ -19,14 +23,18 @@ class Snapshot:
 
     index: store.Index
     retriever: Retriever
-    answerer: ExtractiveAnswerer
+    answerer: Answerer
 
 
 class Pipeline:
     def __init__(self, index_dir: Path, embedder: Embedder, *, top_k: int = 5, fusion: str = "rrf",
-                 rrf_k: int = 60, min_evidence: float = 0.6, max_question_chars: int = 500):
+                 rrf_k: int = 60, min_evidence: float = 0.6, max_question_chars: int = 500,
+                 llm: ChatClient | None = None):
         self.index_dir = index_dir
         self.embedder = embedder
+        self.llm = llm
+        # Sentence vectors stay valid across index versions: they depend only on the text.
+        self.vectors = SentenceVectors(embedder)
         self.top_k = top_k
         self.fusion = fusion
         self.rrf_k = rrf_k
@@ -46,10 +54,10 @@ class Pipeline:
                 index = store.load(self.index_dir, self.embedder.model_id)
                 if self._snapshot is None:
                     answering.warm_up()
-                answerer = ExtractiveAnswerer(self.embedder, index.bm25, min_evidence=self.min_evidence)
-                if self._snapshot is not None:
-                    # Sentence vectors stay valid across versions: they depend only on the text.
-                    answerer.vectors = self._snapshot.answerer.vectors
+                answerer: Answerer = ExtractiveAnswerer(self.embedder, index.bm25, min_evidence=self.min_evidence,
+                                                        vectors=self.vectors)
+                if self.llm is not None:
+                    answerer = GenerativeAnswerer(answerer, self.llm)
                 retriever = Retriever(index, self.embedder, fusion=self.fusion, rrf_k=self.rrf_k)
                 self._snapshot = Snapshot(index, retriever, answerer)
             return self._snapshot
@@ -66,20 +74,44 @@ class Pipeline:
         question = self.check_question(question)
         return self.snapshot().retriever.search(question, k or self.top_k, mode)
 
-    def ask(self, question: str, top_k: int | None = None, mode: Mode = "hybrid") -> Answer:
+    def check_history(self, history: Sequence[Turn]) -> tuple[Turn, ...]:
+        for turn in history:
+            if turn.role not in ("user", "assistant"):
+                raise BadInputError(f"a history turn's role must be 'user' or 'assistant', not {turn.role!r}")
+        return tuple(turn for turn in history if turn.content.strip())
+
+    def ask(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
+            history: Sequence[Turn] = ()) -> Answer:
+        return final(self.stream(question, top_k, mode, history, incremental=False))
+
+    def stream(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
+               history: Sequence[Turn] = (), *, incremental: bool = True) -> Iterator[str | Answer]:
+        """Pieces of the answer as they are written, then the `Answer`; bad input fails here, before any piece."""
         question = self.check_question(question)
+        history = self.check_history(history)
         snapshot = self.snapshot()
+        return self._stream(snapshot, question, history, top_k or self.top_k, mode, incremental)
+
+    def _stream(self, snapshot: Snapshot, question: str, history: tuple[Turn, ...], top_k: int, mode: Mode,
+                incremental: bool) -> Iterator[str | Answer]:
         started = time.perf_counter()
-        vector = snapshot.retriever.embed_query(question)
+        query = standalone(question, history, self.llm, self.max_question_chars)
+        rewritten = time.perf_counter()
+        vector = snapshot.retriever.embed_query(query)
         embedded = time.perf_counter()
-        hits = snapshot.retriever.search(question, top_k or self.top_k, mode, query_vector=vector)
+        hits = snapshot.retriever.search(query, top_k, mode, query_vector=vector)
         retrieved = time.perf_counter()
-        answer = snapshot.answerer.answer(question, hits, vector)
-        done = time.perf_counter()
-        timings = {
-            "embed": round((embedded - started) * 1000, 2),
-            "retrieve": round((retrieved - embedded) * 1000, 2),
-            "answer": round((done - retrieved) * 1000, 2),
-            "total": round((done - started) * 1000, 2),
-        }
-        return replace(answer, timings_ms=timings)
+        for item in snapshot.answerer.stream(Question(question, query, history), hits, vector,
+                                             incremental=incremental):
+            if not isinstance(item, Answer):
+                yield item
+                continue
+            done = time.perf_counter()
+            timings = {
+                "rewrite": round((rewritten - started) * 1000, 2),
+                "embed": round((embedded - rewritten) * 1000, 2),
+                "retrieve": round((retrieved - embedded) * 1000, 2),
+                "answer": round((done - retrieved) * 1000, 2),
+                "total": round((done - started) * 1000, 2),
+            }
+            yield replace(item, query=query, timings_ms=timings)

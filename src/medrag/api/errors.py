@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import (BadInputError, ConfigError, FetchRefusedError, GeneratorError, IndexMismatchError,
-                      IndexMissingError, MedragError)
+                      IndexMissingError, MedragError, UnknownModelError)
 
 log = logging.getLogger("medrag.api")
 
@@ -20,6 +20,7 @@ STATUS = {
     IndexMismatchError: 503,
     ConfigError: 500,
     GeneratorError: 502,
+    UnknownModelError: 404,
 }
 
 

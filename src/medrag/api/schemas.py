@@ -2,15 +2,29 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..types import Answer, Document, Hit
+from ..types import Answer, Document, Hit, Turn
+
+# Bounds on a conversation sent back with each question: generous for chat clients, bounded for the server.
+MAX_HISTORY_MESSAGES = 200
+MAX_MESSAGE_CHARS = 20_000
+
+
+class TurnIn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=MAX_MESSAGE_CHARS)
 
 
 class AskRequest(BaseModel):
     question: str = Field(description="The question, in Chinese or English.")
     top_k: int | None = Field(default=None, ge=1, le=20, description="Passages to retrieve (default from settings).")
     retriever: Literal["hybrid", "dense", "bm25"] = Field(default="hybrid", description="Retrieval mode; for comparisons.")
+    history: list[TurnIn] = Field(default=[], max_length=MAX_HISTORY_MESSAGES,
+                                  description="Earlier messages of the conversation, oldest first, for follow-ups.")
+
+    def turns(self) -> list[Turn]:
+        return [Turn(t.role, t.content) for t in self.history]
 
 
 class CitationOut(BaseModel):
@@ -29,8 +43,14 @@ class AskResponse(BaseModel):
     answer: str
     found: bool
     evidence: float = Field(description="Evidence score in [0, 1], higher is stronger; below the threshold found is false.")
-    citations: list[CitationOut]
+    citations: list[CitationOut] = Field(description="Exactly the passages the answer's [n] markers cite, by n.")
     timings_ms: dict[str, float]
+    query: str = Field(description="What retrieval searched for: the question, or its standalone form after a history.")
+    generator: Literal["extractive", "llm"] = Field(description="Who wrote the answer text.")
+    fallback: str | None = Field(description="Why the LLM's answer was not used (the answer is then the extractive "
+                                             "one) or was cut short; null when nothing went wrong.")
+    removed_citations: list[int] = Field(description="Markers the LLM wrote for passages it was not given; removed.")
+    uncited_sentences: list[str] = Field(description="Sentences of the answer without any [n] marker.")
 
 
 class SearchResponse(BaseModel):
@@ -84,6 +104,11 @@ def answer_out(answer: Answer, documents: dict[str, Document]) -> AskResponse:
         evidence=round(answer.evidence, 4),
         citations=[citation_out(c.n, c.hit, documents.get(c.hit.chunk.doc_id)) for c in answer.citations],
         timings_ms=answer.timings_ms,
+        query=answer.query,
+        generator=answer.generator,
+        fallback=answer.fallback,
+        removed_citations=list(answer.removed_citations),
+        uncited_sentences=list(answer.uncited_sentences),
     )
 
 
@@ -99,3 +124,36 @@ def document_out(document: Document, chunks: int) -> DocumentOut:
         chunks=chunks,
         sources=[SourceOut(url=s.url, title=s.title, publisher=s.publisher, year=s.year) for s in document.sources],
     )
+
+
+# OpenAI chat-completions shapes: just the fields medrag reads or writes; unknown request fields are ignored.
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_HISTORY_MESSAGES)
+    stream: bool = False
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]

@@ -13,7 +13,7 @@ router = APIRouter(tags=["answering"])
 @router.post("/ask", response_model=AskResponse)
 def ask(body: AskRequest, pipeline: PipelineDep) -> AskResponse:
     """Answer a question from the corpus with `[n]` citations, or say that the corpus has no answer."""
-    answer = pipeline.ask(body.question, body.top_k, body.retriever)
+    answer = pipeline.ask(body.question, body.top_k, body.retriever, history=body.turns())
     return answer_out(answer, pipeline.snapshot().index.documents)
 
 
