@@ -108,10 +108,11 @@ class Pipeline:
                 continue
             done = time.perf_counter()
             timings = {
-                "rewrite": round((rewritten - started) * 1000, 2),
                 "embed": round((embedded - rewritten) * 1000, 2),
                 "retrieve": round((retrieved - embedded) * 1000, 2),
                 "answer": round((done - retrieved) * 1000, 2),
                 "total": round((done - started) * 1000, 2),
             }
+            if history:
+                timings["rewrite"] = round((rewritten - started) * 1000, 2)
             yield replace(item, query=query, timings_ms=timings)

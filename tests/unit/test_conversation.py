@@ -3,7 +3,6 @@
 import pytest
 
 from medrag.conversation import entities, heuristic_query, points_back
-from medrag.settings import Settings
 from medrag.types import Turn
 
 
@@ -56,20 +55,3 @@ def user(*questions: str) -> list[Turn]:
 ])
 def test_heuristic_query(history, question, query):
     assert heuristic_query(question, history) == query
-
-
-@pytest.mark.parametrize("env, message", [
-    ({"llm_base_url": "http://127.0.0.1:9/v1"}, "MEDRAG_LLM_BASE_URL is set but MEDRAG_LLM_MODEL is not"),
-    ({"llm_model": "qwen2.5"}, "MEDRAG_LLM_MODEL is set but MEDRAG_LLM_BASE_URL is not"),
-    ({"llm_base_url": "127.0.0.1:11434/v1", "llm_model": "m"}, "must start with http:// or https://"),
-])
-def test_llm_settings_are_checked(env, message):
-    with pytest.raises(ValueError, match=message):
-        Settings(**env)
-
-
-def test_blank_llm_settings_mean_no_llm(monkeypatch):
-    monkeypatch.setenv("MEDRAG_LLM_BASE_URL", "")
-    monkeypatch.setenv("MEDRAG_LLM_MODEL", " ")
-    settings = Settings()
-    assert settings.llm_base_url is None and settings.llm_model is None

@@ -4,10 +4,11 @@ import time
 
 import pytest
 
-from conftest import free_port
-from fakellm import Cut, FakeLLM, Raw, Reply, Slow, Status
 from medrag.errors import GeneratorError
 from medrag.llm import ChatClient
+
+from ..conftest import free_port
+from ..fakellm import Cut, FakeLLM, Raw, Reply, Slow, Status
 
 MESSAGES = [{"role": "user", "content": "hello"}]
 

@@ -30,3 +30,20 @@ def test_blank_model_is_refused():
 def test_threshold_is_a_share():
     with pytest.raises(ValidationError, match="less than or equal to 1"):
         Settings(min_evidence=1.5)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"llm_base_url": "http://127.0.0.1:9/v1"}, "MEDRAG_LLM_BASE_URL is set but MEDRAG_LLM_MODEL is not"),
+    ({"llm_model": "qwen2.5"}, "MEDRAG_LLM_MODEL is set but MEDRAG_LLM_BASE_URL is not"),
+    ({"llm_base_url": "127.0.0.1:11434/v1", "llm_model": "m"}, "must start with http:// or https://"),
+])
+def test_llm_settings_are_checked(env, message):
+    with pytest.raises(ValidationError, match=message):
+        Settings(**env)
+
+
+def test_blank_llm_settings_mean_no_llm(monkeypatch):
+    monkeypatch.setenv("MEDRAG_LLM_BASE_URL", "")
+    monkeypatch.setenv("MEDRAG_LLM_MODEL", " ")
+    settings = Settings()
+    assert settings.llm_base_url is None and settings.llm_model is None
