@@ -52,8 +52,10 @@ class Server:
     def __init__(self, index_dir: Path, env: dict[str, str] | None = None, corpus_dir: Path = CORPUS):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Feedback goes beside the index, never into the working directory.
+        self.feedback_path = index_dir.parent / f"feedback-{self.port}.jsonl"
         environment = {**os.environ, "MEDRAG_INDEX_DIR": str(index_dir), "MEDRAG_CORPUS_DIR": str(corpus_dir),
-                       **(env or {})}
+                       "MEDRAG_FEEDBACK_PATH": str(self.feedback_path), **(env or {})}
         self.log = open(index_dir.parent / f"server-{self.port}.log", "w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "medrag.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],

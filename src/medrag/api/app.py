@@ -4,6 +4,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
 from ..embedding import load_embedder
@@ -12,7 +13,7 @@ from ..llm import ChatClient
 from ..pipeline import Pipeline
 from ..settings import Settings
 from . import errors
-from .routes import ask, chat, health
+from .routes import ask, chat, feedback, health, widget
 
 log = logging.getLogger("medrag.api")
 
@@ -40,7 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.settings = settings
         app.state.pipeline = pipeline_for(settings)
         try:
             app.state.pipeline.snapshot()  # load the index now, not on the first question
@@ -54,8 +54,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="medrag", version=__version__, lifespan=lifespan,
                   description="Question answering with citations over Chinese medical documents.")
+    app.state.settings = settings
     errors.register(app)
+    if settings.cors_origins:
+        # Only what the widget needs: JSON posts without cookies, so no credentials are allowed.
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"], max_age=600)
     app.include_router(ask.router)
     app.include_router(chat.router)
+    app.include_router(feedback.router)
     app.include_router(health.router)
+    app.include_router(widget.router)
     return app

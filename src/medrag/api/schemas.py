@@ -1,8 +1,8 @@
 """Request and response bodies of the HTTP API (kept apart from the internal dataclasses)."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..types import Answer, Document, Hit, Turn
 
@@ -75,6 +75,23 @@ class DocumentOut(BaseModel):
     content_hash: str
     chunks: int
     sources: list[SourceOut]
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rating: Literal["up", "down"]
+    question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
+    found: bool | None = Field(default=None, description="The `found` of the answer rated.")
+    chunk_ids: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+        default=[], max_length=50, description="The cited passages, so operators can see what was rated.")
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+
+
+class FeedbackResponse(BaseModel):
+    id: str
+    stored: bool
 
 
 class ErrorOut(BaseModel):

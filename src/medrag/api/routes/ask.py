@@ -3,9 +3,11 @@
 from typing import Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from ..deps import PipelineDep
 from ..schemas import AskRequest, AskResponse, SearchResponse, answer_out, citation_out
+from ..streaming import answer_stream
 
 router = APIRouter(tags=["answering"])
 
@@ -15,6 +17,17 @@ def ask(body: AskRequest, pipeline: PipelineDep) -> AskResponse:
     """Answer a question from the corpus with `[n]` citations, or say that the corpus has no answer."""
     answer = pipeline.ask(body.question, body.top_k, body.retriever, history=body.turns())
     return answer_out(answer, pipeline.snapshot().index.documents)
+
+
+@router.post("/ask/stream", response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}},
+                              "description": "`event: delta` with data {\"text\": ...} as the answer is produced, "
+                                             "then `event: done` with the /ask response body, or `event: error` "
+                                             "with {\"detail\", \"code\"}."}})
+def ask_stream(body: AskRequest, pipeline: PipelineDep) -> StreamingResponse:
+    """The /ask answer as Server-Sent Events; bad input is refused as JSON before the stream starts."""
+    items = pipeline.stream(body.question, body.top_k, body.retriever, history=body.turns())
+    return answer_stream(items, pipeline.snapshot().index.documents)
 
 
 @router.get("/search", response_model=SearchResponse)

@@ -1,0 +1,21 @@
+"""Readers' ratings of answers."""
+
+import uuid
+from datetime import datetime, timezone
+
+from fastapi import APIRouter
+
+from ... import feedback
+from ..deps import SettingsDep
+from ..schemas import FeedbackRequest, FeedbackResponse
+
+router = APIRouter(tags=["feedback"])
+
+
+@router.post("/feedback", response_model=FeedbackResponse, status_code=201)
+def give_feedback(body: FeedbackRequest, settings: SettingsDep) -> FeedbackResponse:
+    """Store a 👍 (`up`) or 👎 (`down`) on an answer in the operators' append-only JSONL file."""
+    record = {"id": uuid.uuid4().hex, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              **body.model_dump()}
+    feedback.append(settings.feedback_path, record)
+    return FeedbackResponse(id=record["id"], stored=True)

@@ -1,0 +1,27 @@
+"""Readers' 👍/👎 on answers, kept for operators: one JSON object a line, only ever appended."""
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from .errors import ConfigError
+
+_lock = threading.Lock()
+
+
+def append(path: Path, record: dict) -> None:
+    """Add one record as one line; a single write to an O_APPEND file, so lines never interleave."""
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    try:
+        with _lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(descriptor, line)
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+    except OSError as error:
+        raise ConfigError(f"feedback cannot be stored in {path} (MEDRAG_FEEDBACK_PATH): {error.strerror}") from error
+
