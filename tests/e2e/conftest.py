@@ -20,7 +20,7 @@ import pytest
 from medrag import corpus, indexing
 from medrag.settings import Settings
 
-from conftest import DATA, ROOT, Server, free_port  # tests/conftest.py
+from ..conftest import DATA, ROOT, Server, free_port
 
 CHROMIUM = Path(os.environ.get("MEDRAG_CHROMIUM", "/usr/bin/chromium"))
 # As the machine's probe found: without the background-networking flags Chromium keeps trying to

@@ -6,8 +6,7 @@ from urllib.parse import urlencode
 import pytest
 from playwright.sync_api import expect
 
-from conftest import free_port  # tests/conftest.py
-
+from ..conftest import free_port
 from .test_widget import QUESTION, ask, open_widget
 
 pytestmark = pytest.mark.slow
