@@ -101,6 +101,7 @@
     timeout: Math.min(Math.max(Number(data.timeout) || 30, 1), 300),
   };
   var STORE_KEY = "medrag-widget:" + api;
+  var HISTORY_TURNS = 6;
 
   // ---- small helpers -------------------------------------------------------------------------
 
@@ -482,9 +483,19 @@
   /** The streaming endpoint is unusable (missing, blocked, cut off): ask POST /ask instead. */
   function StreamFailed(reason) { this.reason = reason; }
 
-  function post(path, question, signal, accept) {
+  function post(path, body, signal, accept) {
     return fetch(api + path, { method: "POST", signal: signal,
-      headers: { "Content-Type": "application/json", Accept: accept }, body: JSON.stringify({ question: question }) });
+      headers: { "Content-Type": "application/json", Accept: accept }, body: JSON.stringify(body) });
+  }
+
+  /** The last exchanges, so that a follow-up ("它有多少参数？") is understood; failed answers are left out. */
+  function history() {
+    var turns = [];
+    state.messages.forEach(function (m) {
+      if (m.role === "user") turns.push({ role: "user", content: m.text });
+      else if (!m.error) turns.push({ role: "assistant", content: m.answer || "" });
+    });
+    return turns.slice(-HISTORY_TURNS);
   }
 
   async function serviceError(response) {
@@ -493,10 +504,10 @@
     return body && body.detail !== undefined && body.code ? new ServiceError(body.detail, body.code) : null;
   }
 
-  async function askStream(question, signal, onDelta) {
+  async function askStream(body, signal, onDelta) {
     var response;
     try {
-      response = await post("/ask/stream", question, signal, "text/event-stream");
+      response = await post("/ask/stream", body, signal, "text/event-stream");
     } catch (error) {
       if (signal.aborted) throw error;
       throw new StreamFailed(error);
@@ -549,8 +560,8 @@
     }
   }
 
-  async function askPlain(question, signal) {
-    var response = await post("/ask", question, signal, "application/json");
+  async function askPlain(body, signal) {
+    var response = await post("/ask", body, signal, "application/json");
     if (!response.ok) throw (await serviceError(response)) || new ServiceError("HTTP " + response.status, "http_" + response.status);
     return response.json();
   }
@@ -563,6 +574,7 @@
     input.value = "";
     autosize();
     if (log.firstChild && !state.messages.length) log.textContent = ""; // the greeting
+    var body = { question: question, history: history() };
     state.messages.push({ role: "user", text: question });
     save();
     log.appendChild(messageView(state.messages[state.messages.length - 1]));
@@ -580,14 +592,14 @@
     try {
       var result;
       try {
-        result = await askStream(question, controller.signal, function (text) {
+        result = await askStream(body, controller.signal, function (text) {
           live.textContent += text;
           log.scrollTop = log.scrollHeight;
         });
       } catch (error) {
         if (!(error instanceof StreamFailed)) throw error;
         live.textContent = "";
-        result = await askPlain(question, controller.signal);
+        result = await askPlain(body, controller.signal);
       }
       message.answer = String(result.answer || "");
       message.found = result.found === true;

@@ -216,3 +216,16 @@ def test_a_question_the_server_refuses_shows_its_reason(page, medrag_server):
     message = ask(page, "问" * 501)
     expect(message).to_have_class("msg bot error")
     expect(message).to_contain_text("服务出错：the question has 501 characters; the limit is 500")
+
+
+def test_a_follow_up_question_is_asked_with_the_conversation(page, medrag_server):
+    page.goto(medrag_server.url + "/")
+    open_widget(page)
+    first = ask(page, "MedGPT是哪家公司发布的？")
+    expect(first.locator(".answer")).to_contain_text("医联")
+    with page.expect_request("**/ask/stream") as sent:
+        follow_up = ask(page, "它有多少参数？")
+    history = sent.value.post_data_json["history"]
+    assert history[0] == {"role": "user", "content": "MedGPT是哪家公司发布的？"}
+    assert history[1]["role"] == "assistant" and "医联" in history[1]["content"]
+    expect(follow_up.locator(".answer")).to_contain_text("1000亿参数")
