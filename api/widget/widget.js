@@ -2,7 +2,8 @@
  * medrag chat widget. One line on any page:
  *   <script src="https://HOST/widget.js" data-api="https://HOST" defer></script>
  * Options (data-*): api, title, placeholder, position (bottom-right | bottom-left),
- * primary-color, lang (zh | en), open (true to open on load), timeout (seconds).
+ * primary-color, lang (zh | en), open (true to open on load), timeout (seconds of silence before
+ * giving up a question).
  *
  * Everything lives inside one <medrag-chat> element with a shadow root: the page's CSS cannot
  * reach in, and the widget touches nothing outside it. Text from the service (answers, passages,
@@ -12,7 +13,7 @@
 (function () {
   "use strict";
 
-  var script = document.currentScript;
+  var script = document.currentScript || document.querySelector("script[src*='widget.js']");
   if (!script || document.querySelector("medrag-chat")) return; // one widget per page
 
   var TEXT = {
@@ -42,7 +43,7 @@
       down: "没有帮助",
       thanks: "谢谢反馈！",
       feedbackFailed: "反馈未能提交，请稍后再试。",
-      timeout: "请求超时（{s} 秒未完成），请稍后重试。",
+      timeout: "请求超时（{s} 秒没有回应），请稍后重试。",
       network: "无法连接到问答服务，请检查网络后重试。",
       server: "服务出错：{detail}",
       error: "出错了",
@@ -73,7 +74,7 @@
       down: "Not helpful",
       thanks: "Thank you for the feedback!",
       feedbackFailed: "The feedback could not be sent; please try again later.",
-      timeout: "The request timed out after {s} seconds; please try again later.",
+      timeout: "No reply for {s} seconds; please try again later.",
       network: "The Q&A service cannot be reached; please check the connection and try again.",
       server: "The service reported an error: {detail}",
       error: "Error",
@@ -207,6 +208,7 @@
     ".bot{align-items:flex-start;}",
     ".bot .bubble{background:#fff;border:1px solid #e3e6ea;border-bottom-left-radius:4px;max-width:94%;}",
     ".bot.pending .answer:empty::before{content:attr(data-waiting);color:#6b7280;}",
+    ".bot.pending .answer:not(:empty)::after{content:'▍';color:#9aa4b2;}",
     ".bot.notfound .bubble{background:#fffbeb;border-color:#f4d58d;}",
     ".bot.error .bubble{background:#fef2f2;border-color:#f5b5b5;color:#9b1c1c;}",
     ".tag{display:inline-block;font-size:12px;font-weight:600;color:#8a5a00;margin-bottom:2px;}",
@@ -587,12 +589,20 @@
 
     var controller = new AbortController();
     var timedOut = false;
-    var timer = setTimeout(function () { timedOut = true; controller.abort(); }, options.timeout * 1000);
+    var timer;
+    // The clock restarts with each piece of a streamed answer: a long answer that keeps coming is
+    // fine, a silence of `timeout` seconds is not.
+    function wait() {
+      clearTimeout(timer);
+      timer = setTimeout(function () { timedOut = true; controller.abort(); }, options.timeout * 1000);
+    }
+    wait();
     var message = { role: "bot", question: question };
     try {
       var result;
       try {
         result = await askStream(body, controller.signal, function (text) {
+          wait();
           live.textContent += text;
           log.scrollTop = log.scrollHeight;
         });

@@ -171,6 +171,9 @@ SCENARIOS = {
     # Two pieces a second apart, so the first is on screen before the second exists.
     "slow": [sse("delta", {"text": "第一句。[1]"}), 1.5, sse("delta", {"text": "第二句。[1]"}),
              sse("done", SCRIPTED_ANSWER)],
+    # Pieces 1.2 s apart, 3.6 s in all: longer than the 2-second timeout, but never silent that long.
+    "trickle": [sse("delta", {"text": "第一句。[1]"}), 1.2, sse("delta", {"text": "第二"}), 1.2,
+                sse("delta", {"text": "句。[1]"}), 1.2, sse("done", SCRIPTED_ANSWER)],
     "error": [sse("delta", {"text": "半句"}),
               sse("error", {"detail": "the language model stopped answering", "code": "generator_failed"})],
     # Headers, then nothing: the widget's 2-second timeout must end the wait.

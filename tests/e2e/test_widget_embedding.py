@@ -68,7 +68,7 @@ def scripted(page, site, scenario: str) -> None:
     page.goto(f"{site.url}/scripted?scenario={scenario}&open=true")
 
 
-def test_answer_text_appears_as_it_streams(page, site):
+def test_answer_text_appears_as_it_streams(page, site, artifacts):
     scripted(page, site, "slow")
     box = page.get_by_role("textbox", name="问题")
     box.fill("慢慢回答")
@@ -78,6 +78,7 @@ def test_answer_text_appears_as_it_streams(page, site):
     expect(message.locator(".answer")).to_have_text("第一句。[1]", timeout=1400)
     expect(message).to_have_attribute("aria-busy", "true")
     expect(message.locator(".badge")).to_have_count(0)
+    page.screenshot(path=artifacts / "widget-streaming.png")
     expect(message).not_to_have_attribute("aria-busy", "true", timeout=5000)
     badges = message.locator(".badge")
     expect(badges).to_have_count(2)
@@ -99,7 +100,14 @@ def test_a_stream_that_hangs_times_out_with_a_message(page, site):
     scripted(page, site, "hang")
     message = ask(page, "不会结束的问题")
     expect(message).to_have_class("msg bot error")
-    expect(message).to_contain_text("请求超时（2 秒未完成），请稍后重试。")
+    expect(message).to_contain_text("请求超时（2 秒没有回应），请稍后重试。")
+
+
+def test_a_long_answer_that_keeps_coming_does_not_time_out(page, site):
+    scripted(page, site, "trickle")
+    message = ask(page, "很长的回答")
+    expect(message.locator(".badge")).to_have_count(2)
+    expect(message.locator(".answer")).to_have_text("第一句。1第二句。1")
 
 
 def test_a_stream_cut_short_falls_back_to_plain_ask(page, site):
