@@ -216,6 +216,35 @@ def test_a_stream_that_fails_before_any_text_falls_back_whole(llm_server, fake):
     assert [f"[{c['n']}]" in text for c in last["citations"]] == [True] * len(last["citations"])
 
 
+def ask_stream(server, question: str) -> tuple[list[str], dict]:
+    """The `delta` texts and the `done` body of POST /ask/stream."""
+    with httpx.stream("POST", f"{server.url}/ask/stream", json={"question": question}, timeout=30) as response:
+        assert response.status_code == 200
+        blocks = [b for b in "".join(response.iter_text()).split("\n\n") if b.strip()]
+    events = [(b.split("\n")[0].removeprefix("event: "), json.loads(b.split("\n")[1].removeprefix("data: ")))
+              for b in blocks]
+    assert [name for name, _ in events[:-1]] == ["delta"] * (len(events) - 1) and events[-1][0] == "done"
+    return [data["text"] for _, data in events[:-1]], events[-1][1]
+
+
+def test_llm_answers_stream_through_ask_stream(llm_server, fake):
+    fake.then(Reply("MedGPT由医联发布[1][17]，参数规模为1000亿[2]。", piece=2))
+    deltas, done = ask_stream(llm_server, "MedGPT是哪家公司发布的？")
+    assert fake.requests[0]["body"]["stream"] is True
+    assert len(deltas) > 1, "the answer arrives in pieces as the LLM writes it"
+    assert deltas[0] == "MedGPT由医联发布[1]"  # held back until the first real citation
+    assert "".join(deltas) == done["answer"] == "MedGPT由医联发布[1]，参数规模为1000亿[2]。"
+    assert done["generator"] == "llm" and done["removed_citations"] == [17]
+    assert [c["n"] for c in done["citations"]] == [1, 2]
+
+
+def test_ask_stream_falls_back_before_sending_garbage(llm_server, fake):
+    fake.then(Raw("{not json"))
+    deltas, done = ask_stream(llm_server, "MedGPT是哪家公司发布的？")
+    assert "".join(deltas) == done["answer"] and "医联" in done["answer"]
+    assert done["generator"] == "extractive" and "malformed JSON" in done["fallback"]
+
+
 FIRST = [{"role": "user", "content": "MedGPT是哪家公司发布的？"},
          {"role": "assistant", "content": "MedGPT由医联发布[1]。"}]
 
