@@ -298,6 +298,7 @@
   }
 
   function clearConversation() {
+    if (busy) return; // the answer on its way belongs to this conversation
     state.messages = [];
     save();
     renderAll();
