@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .answering import ExtractiveAnswerer, language
+from .answering import ExtractiveAnswerer, language, pieces
 from .errors import GeneratorError
 from .llm import ChatClient, json_lines
 from .types import Answer, Citation, Hit, Question
@@ -106,25 +106,23 @@ def uncited_sentences(text: str) -> list[str]:
 class GenerativeAnswerer:
     """An OpenAI-compatible LLM writes the answer; the extractive answerer decides and stands in."""
 
-    def __init__(self, extractive: ExtractiveAnswerer, client: ChatClient, passages: int = 5):
+    def __init__(self, extractive: ExtractiveAnswerer, client: ChatClient):
         self.extractive = extractive
         self.client = client
-        self.passages = passages
 
     def stream(self, question: Question, hits: list[Hit], query_vector: np.ndarray, *,
                incremental: bool = True) -> Iterator[str | Answer]:
         extractive = self.extractive.answer(question.query, hits, query_vector)
         if not extractive.found:  # too little evidence: refuse without asking the LLM
-            yield extractive.text
+            yield from pieces(extractive.text)
             yield extractive
             return
-        passages = hits[: self.passages]
-        markers = Markers(len(passages))
+        markers = Markers(len(hits))  # every retrieved passage (top_k) is given, numbered from 1
         held: list[str] = []
         sent: list[str] = []
         cut_short = None
         try:
-            for piece in self.client.chat(messages(question, passages), stream=incremental):
+            for piece in self.client.chat(messages(question, hits), stream=incremental):
                 text = markers.feed(piece)
                 if sent:
                     if text:
@@ -162,7 +160,7 @@ class GenerativeAnswerer:
         yield Answer(
             text=text,
             found=True,
-            citations=tuple(Citation(n=n, hit=passages[n - 1]) for n in sorted(markers.used)),
+            citations=tuple(Citation(n=n, hit=hits[n - 1]) for n in sorted(markers.used)),
             evidence=extractive.evidence,
             generator="llm",
             fallback=cut_short,
@@ -173,7 +171,7 @@ class GenerativeAnswerer:
     @staticmethod
     def _fall_back(extractive: Answer, reason: str) -> Iterator[str | Answer]:
         log.warning("LLM answer not used, extractive answer instead: %s", reason)
-        yield extractive.text
+        yield from pieces(extractive.text)
         yield Answer(text=extractive.text, found=True, citations=extractive.citations,
                      evidence=extractive.evidence, fallback=reason)
 
