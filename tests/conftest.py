@@ -94,3 +94,105 @@ def server(real_index, tmp_path_factory):
     running = Server(index_dir).wait()
     yield running
     running.stop()
+
+
+class LoopbackSite:
+    """A tiny HTTP server on a loopback address that counts the connections it accepts.
+
+    `routes` maps a path to (status, headers, body); a body may be a callable that writes the
+    response itself (for slow or endless bodies).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        import http.server
+        import threading
+
+        site = self
+        self.routes: dict[str, tuple] = {}
+        self.connections = 0
+        self.requests: list[tuple[str, str]] = []  # (path, Host header)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                site.requests.append((self.path, self.headers.get("Host", "")))
+                status, headers, body = site.routes.get(self.path, (404, {}, b"not found"))
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                if callable(body):
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    body(self.wfile)
+                    return
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            daemon_threads = True
+
+            def verify_request(self, request, client_address):
+                site.connections += 1
+                return True
+
+            def handle_error(self, request, client_address):
+                pass  # a client that stops reading (the size cap) is expected here
+
+        self.server = Server((host, port), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def loopback_site():
+    """A factory of `LoopbackSite`s, all closed after the test."""
+    sites = []
+
+    def make(host: str = "127.0.0.1", port: int = 0) -> LoopbackSite:
+        sites.append(LoopbackSite(host, port))
+        return sites[-1]
+
+    yield make
+    for site in sites:
+        site.close()
+
+
+def make_pdf(lines: list[str], title: str | None = None) -> bytes:
+    """A minimal valid one-page PDF showing `lines` (ASCII) in Helvetica."""
+    content = "BT /F1 12 Tf 72 720 Td " + " ".join(f"({line}) Tj 0 -16 Td" for line in lines) + " ET"
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        "/Resources << /Font << /F1 5 0 R >> >> >>",
+        f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        f"<< /Title ({title or ''}) >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R /Info 6 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+@pytest.fixture
+def pdf():
+    """`make_pdf` as a fixture, for tests that build PDFs."""
+    return make_pdf

@@ -1,11 +1,12 @@
-"""The `medrag` command: ingest, ask, serve."""
+"""The `medrag` command: ingest, add, remove, reindex, ask, serve."""
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
-from .errors import MedragError
+from .errors import BadInputError, MedragError
 from .settings import Settings
 
 
@@ -15,6 +16,16 @@ def main(argv: list[str] | None = None) -> int:
 
     ingest = commands.add_parser("ingest", help="add or update documents in the index (default: the corpus folder)")
     ingest.add_argument("paths", nargs="*", type=Path, help="files or folders (.md, .txt)")
+
+    add = commands.add_parser("add", help="add or update documents: files, folders and http(s) URLs")
+    add.add_argument("items", nargs="*", metavar="PATH|URL", help=".md, .txt, .html or .pdf files, folders, or URLs")
+    add.add_argument("--cited", action="store_true",
+                     help="also fetch the articles the report cites (listed in CORPUS_DIR/sources.json)")
+
+    remove = commands.add_parser("remove", help="remove documents from the index by id (see GET /documents)")
+    remove.add_argument("doc_ids", nargs="+", metavar="ID")
+
+    commands.add_parser("reindex", help="chunk and embed every indexed document again (after a model or chunker change)")
 
     ask = commands.add_parser("ask", help="answer one question and print the citations")
     ask.add_argument("question")
@@ -36,19 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         settings = Settings()
-        return {"ingest": run_ingest, "ask": run_ask, "serve": run_serve, "eval": run_eval}[args.command](args, settings)
+        runners = {"ingest": run_ingest, "add": run_add, "remove": run_remove, "reindex": run_reindex,
+                   "ask": run_ask, "serve": run_serve, "eval": run_eval}
+        return runners[args.command](args, settings)
     except MedragError as error:
         print(f"medrag: {error}", file=sys.stderr)
         return 2
 
 
-def build(settings: Settings, paths: list[Path]) -> None:
+def write(settings: Settings, **change):
+    """One index update with a progress bar on stderr; says so when another writer holds the lock."""
     from tqdm import tqdm
 
-    from . import corpus, indexing
+    from . import indexing
     from .embedding import load_embedder
 
-    documents = corpus.load_paths(paths or [settings.corpus_dir])
     embedder = load_embedder(settings.embed_model, settings.embed_threads, settings.embed_batch_size)
     with tqdm(total=0, unit="chunk", desc="embedding", file=sys.stderr) as bar:
         def progress(done: int, total: int) -> None:
@@ -56,13 +69,88 @@ def build(settings: Settings, paths: list[Path]) -> None:
             bar.n = done
             bar.refresh()
 
-        path = indexing.update(settings.index_dir, embedder, add=documents, size=settings.chunk_size,
-                               overlap=settings.chunk_overlap, progress=progress)
-    print(f"indexed {len(documents)} document(s) into {path}", file=sys.stderr)
+        def waiting() -> None:
+            bar.write("another writer holds the index lock; waiting for it to finish", file=sys.stderr)
+
+        return indexing.update(settings.index_dir, embedder, size=settings.chunk_size, overlap=settings.chunk_overlap,
+                               progress=progress, waiting=waiting, **change)
+
+
+def report(change) -> None:
+    for doc_id, outcome in change.outcomes.items():
+        print(f"{outcome:>10}  {doc_id}")
+    print(f"live version: {change.path}", file=sys.stderr)
+
+
+def build(settings: Settings, paths: list[Path]) -> None:
+    from . import corpus
+
+    report(write(settings, add=corpus.load_paths(paths or [settings.corpus_dir])))
 
 
 def run_ingest(args, settings: Settings) -> int:
     build(settings, args.paths)
+    return 0
+
+
+def cited_sources(settings: Settings) -> list[dict]:
+    """The articles listed in the sources manifest: [{"url", "title", "publisher", "year"}, ...]."""
+    manifest = settings.corpus_dir / "sources.json"
+    if not manifest.is_file():
+        raise BadInputError(f"no sources manifest at {manifest}")
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8"))["sources"]
+    except (ValueError, KeyError) as error:
+        raise BadInputError(f"{manifest}: not a sources manifest ({error})") from error
+
+
+def run_add(args, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from . import corpus, indexing
+    from .fetching import Fetcher
+
+    items = [{"url": item} if "://" in item else {"path": item} for item in args.items]
+    if args.cited:
+        items += cited_sources(settings)
+    if not items:
+        raise BadInputError("nothing to add: name files, folders or URLs, or use --cited")
+    fetcher = Fetcher(max_bytes=settings.fetch_max_bytes, timeout=settings.fetch_timeout, allow=settings.fetch_allow)
+    documents, failures = [], 0
+    for item in tqdm(items, unit="item", desc="loading", file=sys.stderr, disable=len(items) < 2):
+        try:
+            if "path" in item:
+                documents += corpus.load_paths([Path(item["path"])])
+                continue
+            document = indexing.document_from_url(fetcher, item["url"])
+            # A manifest entry's publisher is curated (a page without one gets its host name);
+            # the page's own date is more precise than the manifest's year.
+            documents.append(replace(document, publisher=item.get("publisher") or document.publisher,
+                                     date=document.date or item.get("year", "")))
+        except MedragError as error:
+            failures += 1
+            tqdm.write(f"medrag: {error}", file=sys.stderr)
+    if documents:
+        report(write(settings, add=documents))
+    print(f"{len(documents)} document(s) loaded, {failures} failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def run_remove(args, settings: Settings) -> int:
+    report(write(settings, remove=args.doc_ids))
+    return 0
+
+
+def run_reindex(args, settings: Settings) -> int:
+    from . import store
+
+    if store.current_path(settings.index_dir) is None:
+        print(f"no index in {settings.index_dir}/: building it from {settings.corpus_dir}/", file=sys.stderr)
+        build(settings, [])
+    else:
+        report(write(settings, rebuild=True))
     return 0
 
 

@@ -21,7 +21,21 @@ class BadInputError(MedragError):
     code = "bad_input"
 
 
+class TooLargeError(BadInputError):
+    """An upload or a fetched page is over its size limit, or carries too many files."""
+
+    code = "too_large"
+
+
+class UnsupportedTypeError(BadInputError):
+    """A file type that cannot be indexed, or content that does not match its declared type."""
+
+    code = "unsupported_type"
+
+
 class FetchRefusedError(MedragError):
+    """The URL was not fetched: its scheme or address is not allowed (the SSRF guard)."""
+
     code = "fetch_refused"
 
 
@@ -29,6 +43,20 @@ class UnknownModelError(MedragError):
     """A request names a model this service does not serve (the OpenAI-compatible endpoint)."""
 
     code = "model_not_found"
+
+
+class FetchFailedError(MedragError):
+    """The URL was allowed but fetching it failed: unreachable, an HTTP error, too slow or too large."""
+
+    code = "fetch_failed"
+
+
+class WritesDisabledError(MedragError):
+    code = "writes_disabled"
+
+
+class UnauthorizedError(MedragError):
+    code = "unauthorized"
 
 
 class GeneratorError(MedragError):

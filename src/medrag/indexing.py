@@ -1,14 +1,16 @@
 """Load → chunk → embed → store: build an index, or make a new version with documents added or removed."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import chunking, store
+from . import chunking, corpus, store
 from .embedding import Embedder
-from .errors import IndexMissingError
+from .errors import BadInputError, IndexMissingError
+from .fetching import Fetcher
 from .lexical import BM25, tokenize
 from .textnorm import normalize
 from .types import Chunk, Document
@@ -40,43 +42,77 @@ def searchable_text(chunk: Chunk, document: Document) -> str:
     return normalize(f"{context}\n{chunk.text}")
 
 
-def update(root: Path, embedder: Embedder, *, add: list[Document] = (), remove: list[str] = (),
-           size: int, overlap: int, progress: Progress | None = None) -> Path:
+@dataclass(frozen=True)
+class Change:
+    """What an update did: the live version after it, and per document id what happened to it."""
+
+    path: Path | None
+    outcomes: dict[str, str]  # "added", "replaced", "unchanged", "duplicate of <id>", "removed", "reindexed"
+
+
+def update(root: Path, embedder: Embedder, *, add: Sequence[Document] = (), remove: Sequence[str] = (),
+           rebuild: bool = False, size: int, overlap: int, progress: Progress | None = None,
+           waiting: Callable[[], None] | None = None) -> Change:
     """Write a new index version: the live one minus `remove` (and older copies of `add`), plus `add`.
 
     A document replaces an earlier one with the same id (same URL or file name); content already
-    indexed under another id is skipped, so the same text is never indexed twice.
+    indexed is skipped, so the same text is never indexed twice. `rebuild` chunks and embeds every
+    document again (after a model or chunker change). The index's write lock is held throughout, so
+    concurrent writers take turns; nothing is written unless the whole change succeeds.
     """
+    with store.write_lock(root, waiting):
+        return _update(root, embedder, add, remove, rebuild, size, overlap, progress)
+
+
+def _update(root: Path, embedder: Embedder, add: Sequence[Document], remove: Sequence[str], rebuild: bool,
+            size: int, overlap: int, progress: Progress | None) -> Change:
     started = time.perf_counter()
     try:
-        live = store.load(root, embedder.model_id)
-        documents = dict(live.documents)
-        rows = {c.chunk_id: i for i, c in enumerate(live.chunks)}
-        kept_chunks = list(live.chunks)
-        kept_vectors = live.all_vectors()
-        settings_changed = live.manifest["chunker"] != {"size": size, "overlap": overlap}
+        # A rebuild embeds everything again, so the live version may come from another model.
+        live = store.load(root, None if rebuild else embedder.model_id)
     except IndexMissingError:
-        documents, rows, kept_chunks = {}, {}, []
-        kept_vectors = np.zeros((0, embedder.dim), dtype=np.float32)
-        settings_changed = False
+        live = None
+    documents = dict(live.documents) if live else {}
+    unknown = [doc_id for doc_id in remove if doc_id not in documents]
+    if unknown:
+        raise BadInputError(f"no such document: {', '.join(unknown)}")
 
-    dropped = set(remove) | {d.doc_id for d in add}
+    outcomes = {doc_id: "removed" for doc_id in remove}
+    dropped = set(remove)
     hashes = {d.content_hash: d.doc_id for d in documents.values() if d.doc_id not in dropped}
     fresh: list[Document] = []
     for document in add:
-        if document.content_hash in hashes or document.doc_id in {f.doc_id for f in fresh}:
+        if document.doc_id in outcomes and outcomes[document.doc_id] != "removed":
+            continue  # the same id twice in one change: the first copy counts
+        owner = hashes.get(document.content_hash)
+        if owner is not None:
+            outcomes[document.doc_id] = "unchanged" if owner == document.doc_id else f"duplicate of {owner}"
             continue
+        if document.doc_id in documents and document.doc_id not in dropped:
+            outcomes[document.doc_id] = "replaced"
+            hashes.pop(documents[document.doc_id].content_hash, None)
+            dropped.add(document.doc_id)
+        else:
+            outcomes[document.doc_id] = "added"
         hashes[document.content_hash] = document.doc_id
         fresh.append(document)
-    if settings_changed:
-        # The chunker changed since the live version: every document is chunked and embedded again.
-        fresh = [d for d in documents.values() if d.doc_id not in dropped] + fresh
+
+    if live is not None and (rebuild or live.manifest["chunker"] != {"size": size, "overlap": overlap}):
+        # Every document is chunked and embedded again: asked for, or the chunker changed since.
+        kept = [d for d in documents.values() if d.doc_id not in dropped]
+        outcomes.update({d.doc_id: "reindexed" for d in kept if d.doc_id not in outcomes})
+        fresh = kept + fresh
         dropped |= set(documents)
+    elif not fresh and not dropped:
+        return Change(live.path if live else None, outcomes)  # nothing changes: no new version
     for doc_id in dropped:
         documents.pop(doc_id, None)
 
-    survivors = [c for c in kept_chunks if c.doc_id not in dropped]
-    vectors = [kept_vectors[[rows[c.chunk_id] for c in survivors]]] if survivors else []
+    survivors = [c for c in live.chunks if c.doc_id not in dropped] if live else []
+    vectors = []
+    if survivors:
+        rows = {c.chunk_id: i for i, c in enumerate(live.chunks)}
+        vectors.append(live.all_vectors()[[rows[c.chunk_id] for c in survivors]])
     chunks = list(survivors)
     new_chunks = [(c, d) for d in fresh for c in chunk_document(d, size, overlap)]
     total = len(new_chunks)
@@ -101,4 +137,18 @@ def update(root: Path, embedder: Embedder, *, add: list[Document] = (), remove: 
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_seconds": round(time.perf_counter() - started, 3),
     }
-    return store.write(root, list(documents.values()), chunks, matrix, bm25, manifest)
+    return Change(store.write(root, list(documents.values()), chunks, matrix, bm25, manifest), outcomes)
+
+
+def document_from_url(fetcher: Fetcher, url: str) -> Document:
+    """Fetch a URL through the SSRF guard and turn the page into a `Document` that keeps the URL."""
+    fetched = fetcher.fetch(url)
+    kind = corpus.kind_of(None, fetched.media_type or sniff(fetched.body))
+    return corpus.load_bytes(fetched.body, kind, url=url, charset=fetched.charset)
+
+
+def sniff(body: bytes) -> str:
+    """A media type for a response that declared none."""
+    if body.startswith(b"%PDF-"):
+        return "application/pdf"
+    return "text/html" if b"<html" in body[:2048].lower() else "text/plain"

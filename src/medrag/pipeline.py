@@ -70,9 +70,10 @@ class Pipeline:
             raise BadInputError(f"the question has {len(question)} characters; the limit is {self.max_question_chars}")
         return question
 
-    def search(self, question: str, k: int | None = None, mode: Mode = "hybrid") -> list[Hit]:
+    def search(self, question: str, k: int | None = None, mode: Mode = "hybrid",
+               snapshot: Snapshot | None = None) -> list[Hit]:
         question = self.check_question(question)
-        return self.snapshot().retriever.search(question, k or self.top_k, mode)
+        return (snapshot or self.snapshot()).retriever.search(question, k or self.top_k, mode)
 
     def check_history(self, history: Sequence[Turn]) -> tuple[Turn, ...]:
         for turn in history:
@@ -81,15 +82,20 @@ class Pipeline:
         return tuple(turn for turn in history if turn.content.strip())
 
     def ask(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
-            history: Sequence[Turn] = ()) -> Answer:
-        return final(self.stream(question, top_k, mode, history, incremental=False))
+            history: Sequence[Turn] = (), snapshot: Snapshot | None = None) -> Answer:
+        return final(self.stream(question, top_k, mode, history, incremental=False, snapshot=snapshot))
 
     def stream(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
-               history: Sequence[Turn] = (), *, incremental: bool = True) -> Iterator[str | Answer]:
-        """Pieces of the answer as they are written, then the `Answer`; bad input fails here, before any piece."""
+               history: Sequence[Turn] = (), *, incremental: bool = True,
+               snapshot: Snapshot | None = None) -> Iterator[str | Answer]:
+        """Pieces of the answer as they are written, then the `Answer`; bad input fails here, before any piece.
+
+        `snapshot` (the live version by default) lets a caller describe the cited documents from the
+        same index version that answered, even if a new version lands meanwhile.
+        """
         question = self.check_question(question)
         history = self.check_history(history)
-        snapshot = self.snapshot()
+        snapshot = snapshot or self.snapshot()
         return self._stream(snapshot, question, history, top_k or self.top_k, mode, incremental)
 
     def _stream(self, snapshot: Snapshot, question: str, history: tuple[Turn, ...], top_k: int, mode: Mode,

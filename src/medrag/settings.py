@@ -1,5 +1,6 @@
 """Service configuration, read from MEDRAG_* environment variables by the entry points only."""
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -56,6 +57,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
+    # Document writes over HTTP (POST/DELETE /documents) need this bearer token; unset, they are off.
+    admin_token: SecretStr | None = None
+    max_upload_bytes: int = Field(default=20 * 2**20, ge=1)
+    max_upload_files: int = Field(default=20, ge=1)
+    fetch_max_bytes: int = Field(default=10 * 2**20, ge=1)
+    fetch_timeout: float = Field(default=20.0, gt=0)
+    # Networks the URL fetcher may reach although the SSRF guard refuses them (tests, intranets),
+    # comma-separated: "127.0.0.1/32,10.1.0.0/16".
+    fetch_allow: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode] = ()
+
     @field_validator("embed_model")
     @classmethod
     def _model_not_blank(cls, value: str) -> str:
@@ -97,6 +108,24 @@ class Settings(BaseSettings):
                     "such as https://example.org (no path), or * for any"
                 )
         return origins
+
+    @field_validator("admin_token")
+    @classmethod
+    def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("fetch_allow", mode="before")
+    @classmethod
+    def _parse_networks(cls, value):
+        if not isinstance(value, str):
+            return value
+        networks = []
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"MEDRAG_FETCH_ALLOW: {entry!r} is not an IP address or network such as 10.1.0.0/16") from None
+        return tuple(networks)
 
     @model_validator(mode="after")
     def _overlap_below_size(self) -> "Settings":

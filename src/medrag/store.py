@@ -3,18 +3,24 @@
 Layout under the index folder:
 
     CURRENT                 name of the live version (replaced atomically)
+    LOCK                    held (flock) by the one process writing a new version
     v-<time>-<rand>/        one complete version: manifest.json, vectors.faiss, chunks.jsonl,
                             documents.jsonl, bm25.npz, bm25_idf.npy, bm25_terms.txt
 
 A version is written under a temporary name, flushed to disk, renamed into place, and only
 then named in CURRENT; so a crash at any point leaves the previous version live and whole.
+Writers hold LOCK from reading the live version to switching CURRENT, so two writers (the
+service and the CLI, say) never interleave and neither loses the other's change.
 """
 
+import fcntl
 import json
 import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -88,11 +94,40 @@ def current_path(root: Path) -> Path | None:
     return root / name if name and (root / name).is_dir() else None
 
 
+@contextmanager
+def write_lock(root: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Be the only writer of this index until the block ends; `waiting` is called if another one is."""
+    root.mkdir(parents=True, exist_ok=True)
+    # The kernel drops the lock when its holder dies, even by SIGKILL, so it never goes stale.
+    with open(root / "LOCK", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                waiting()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def load(root: Path, model_id: str | None = None) -> Index:
     """Load the live version; with `model_id`, refuse an index built by another model."""
-    path = current_path(root)
-    if path is None:
-        raise IndexMissingError(f"no index in {root}/: build it with `medrag ingest` (or start with `medrag serve`)")
+    for _ in range(3):
+        path = current_path(root)
+        if path is None:
+            raise IndexMissingError(f"no index in {root}/: build it with `medrag ingest` (or start with `medrag serve`)")
+        try:
+            return _load(path, model_id)
+        except (FileNotFoundError, RuntimeError):  # faiss reports a missing file as RuntimeError
+            if path.is_dir():
+                raise
+            continue  # pruned by a writer while we read it: a newer version is live by now
+    raise IndexMismatchError(f"index in {root}/ changed under the reader three times; try again")
+
+
+def _load(path: Path, model_id: str | None) -> Index:
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     if manifest.get("format") != FORMAT:
         raise IndexMismatchError(f"index {path.name} has format {manifest.get('format')}, expected {FORMAT}: rebuild it with `medrag reindex`")
@@ -104,16 +139,19 @@ def load(root: Path, model_id: str | None = None) -> Index:
     chunks = [_chunk(json.loads(line)) for line in _lines(path / "chunks.jsonl")]
     documents = {d.doc_id: d for d in (_document(json.loads(line)) for line in _lines(path / "documents.jsonl"))}
     vectors = faiss.read_index(str(path / "vectors.faiss"))
-    if vectors.ntotal != len(chunks) or manifest["chunks"] != len(chunks):
-        raise IndexMismatchError(f"index {path.name} is inconsistent: {vectors.ntotal} vectors, {len(chunks)} chunks")
+    if vectors.ntotal != len(chunks) or manifest["chunks"] != len(chunks) or manifest["documents"] != len(documents):
+        raise IndexMismatchError(f"index {path.name} is inconsistent: {vectors.ntotal} vectors, {len(chunks)} chunks, "
+                                 f"{len(documents)} documents; the manifest says {manifest['chunks']} and {manifest['documents']}")
     return Index(path, manifest, documents, chunks, vectors, BM25.load(path))
 
 
 def write(root: Path, documents: list[Document], chunks: list[Chunk], vectors: np.ndarray, bm25: BM25,
           manifest: dict) -> Path:
-    """Write a new version and make it live; returns its folder."""
+    """Write a new version and make it live; returns its folder. The caller holds `write_lock`."""
     root.mkdir(parents=True, exist_ok=True)
-    name = f"v-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
+    # Names sort by creation time (to the microsecond), which is what pruning relies on.
+    now = time.time()
+    name = f"v-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{int(now % 1 * 1e6):06d}-{secrets.token_hex(3)}"
     temporary = root / f".tmp-{name}"
     temporary.mkdir()
     index, kind = make_faiss(vectors, manifest["dim"])

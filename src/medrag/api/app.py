@@ -13,7 +13,8 @@ from ..llm import ChatClient
 from ..pipeline import Pipeline
 from ..settings import Settings
 from . import errors
-from .routes import ask, chat, feedback, health, widget
+from .jobs import JobRunner
+from .routes import ask, chat, documents, feedback, health, widget
 
 log = logging.getLogger("medrag.api")
 
@@ -48,7 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("index not loaded: %s", error)
         if app.state.pipeline.llm is not None:
             log.info("answers are written by %s at %s", settings.llm_model, settings.llm_base_url)
+        # Loading the new version as soon as a write lands spares the next question the wait.
+        app.state.jobs = JobRunner(on_change=app.state.pipeline.snapshot)
         yield
+        app.state.jobs.stop()
         if app.state.pipeline.llm is not None:
             app.state.pipeline.llm.close()
 
@@ -65,4 +69,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feedback.router)
     app.include_router(health.router)
     app.include_router(widget.router)
+    app.include_router(documents.router)
     return app

@@ -1,11 +1,14 @@
 """Dependencies shared by the routes."""
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ..errors import UnauthorizedError, WritesDisabledError
 from ..pipeline import Pipeline
 from ..settings import Settings
+from .jobs import JobRunner
 
 
 def get_pipeline(request: Request) -> Pipeline:
@@ -16,5 +19,22 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_jobs(request: Request) -> JobRunner:
+    return request.app.state.jobs
+
+
+def require_admin(request: Request) -> None:
+    """Document writes need `Authorization: Bearer <MEDRAG_ADMIN_TOKEN>`; with no token set they are off."""
+    token = request.app.state.settings.admin_token
+    if token is None:
+        raise WritesDisabledError("document writes are disabled: set MEDRAG_ADMIN_TOKEN on the server and "
+                                  "send it as 'Authorization: Bearer <token>'")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
+        raise UnauthorizedError("missing or wrong admin token: send 'Authorization: Bearer <MEDRAG_ADMIN_TOKEN>'")
+
+
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+JobsDep = Annotated[JobRunner, Depends(get_jobs)]
+Admin = Depends(require_admin)

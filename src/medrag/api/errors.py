@@ -8,14 +8,21 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import (BadInputError, ConfigError, FetchRefusedError, GeneratorError, IndexMismatchError,
-                      IndexMissingError, MedragError, UnknownModelError)
+from ..errors import (BadInputError, ConfigError, FetchFailedError, FetchRefusedError, GeneratorError,
+                      IndexMismatchError, IndexMissingError, MedragError, TooLargeError, UnauthorizedError,
+                      UnknownModelError, UnsupportedTypeError, WritesDisabledError)
 
 log = logging.getLogger("medrag.api")
 
+# The first matching class wins: subclasses before their bases.
 STATUS = {
+    TooLargeError: 413,
+    UnsupportedTypeError: 415,
     BadInputError: 422,
     FetchRefusedError: 422,
+    FetchFailedError: 502,
+    UnauthorizedError: 401,
+    WritesDisabledError: 403,
     IndexMissingError: 503,
     IndexMismatchError: 503,
     ConfigError: 500,
@@ -32,7 +39,10 @@ def register(app: FastAPI) -> None:
     @app.exception_handler(MedragError)
     async def medrag_error(request: Request, exc: MedragError) -> JSONResponse:
         status = next((s for kind, s in STATUS.items() if isinstance(exc, kind)), 500)
-        return error(status, str(exc), exc.code)
+        response = error(status, str(exc), exc.code)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

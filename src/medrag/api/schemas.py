@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ..types import Answer, Document, Hit, Turn
 
@@ -94,6 +94,40 @@ class FeedbackResponse(BaseModel):
     stored: bool
 
 
+class DocumentIn(BaseModel):
+    """JSON body of POST /documents: a URL to fetch, or text in hand (with its URL, if it has one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, description="Fetched when there is no text; otherwise the text's source URL.")
+    title: str = ""
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _url_or_text(self) -> "DocumentIn":
+        if self.url is None and self.text is None:
+            raise ValueError('send {"url": ...} to fetch a page, or {"title": ..., "text": ...}')
+        return self
+
+
+class ProgressOut(BaseModel):
+    done: int = Field(description="Chunks embedded so far.")
+    total: int = Field(description="Chunks to embed; 0 until the documents are chunked.")
+
+
+class JobOut(BaseModel):
+    job_id: str
+    kind: str = Field(description="add, fetch or remove")
+    state: str = Field(description="queued, running, done or failed")
+    waiting: bool = Field(description="True while another writer (the CLI, say) holds the index lock.")
+    progress: ProgressOut
+    error: dict | None = Field(description='{"detail", "code"} when the job failed.')
+    outcomes: dict[str, str] = Field(description="Per document id: added, replaced, unchanged, duplicate of <id>, removed or reindexed.")
+    version: str | None = Field(description="The index version live after the job.")
+    created_at: float
+    finished_at: float | None
+
+
 class ErrorOut(BaseModel):
     detail: str | list
     code: str
@@ -174,3 +208,11 @@ class ModelOut(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelOut]
+
+
+def job_out(job) -> JobOut:
+    return JobOut(
+        job_id=job.job_id, kind=job.kind, state=job.state, waiting=job.waiting,
+        progress=ProgressOut(done=job.done, total=job.total), error=job.error, outcomes=job.outcomes,
+        version=job.version, created_at=job.created_at, finished_at=job.finished_at,
+    )

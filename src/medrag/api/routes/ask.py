@@ -15,8 +15,9 @@ router = APIRouter(tags=["answering"])
 @router.post("/ask", response_model=AskResponse)
 def ask(body: AskRequest, pipeline: PipelineDep) -> AskResponse:
     """Answer a question from the corpus with `[n]` citations, or say that the corpus has no answer."""
-    answer = pipeline.ask(body.question, body.top_k, body.retriever, history=body.turns())
-    return answer_out(answer, pipeline.snapshot().index.documents)
+    snapshot = pipeline.snapshot()  # one version for the answer and the documents it cites
+    answer = pipeline.ask(body.question, body.top_k, body.retriever, history=body.turns(), snapshot=snapshot)
+    return answer_out(answer, snapshot.index.documents)
 
 
 @router.post("/ask/stream", response_class=StreamingResponse,
@@ -36,6 +37,6 @@ def search(pipeline: PipelineDep, q: str = Query(description="The query."),
            mode: Literal["hybrid", "dense", "bm25"] = "hybrid") -> SearchResponse:
     """Ranked passages for a query, without composing an answer."""
     snapshot = pipeline.snapshot()
-    hits = pipeline.search(q, k, mode)
+    hits = pipeline.search(q, k, mode, snapshot=snapshot)
     documents = snapshot.index.documents
     return SearchResponse(query=q, hits=[citation_out(i + 1, h, documents.get(h.chunk.doc_id)) for i, h in enumerate(hits)])

@@ -1,0 +1,97 @@
+"""Document writes run one at a time on a background thread; clients follow each one as a job.
+
+Jobs live in memory: a restart forgets them (the index itself is never left half-written).
+"""
+
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..errors import MedragError
+from ..indexing import Change
+
+log = logging.getLogger("medrag.jobs")
+# Finished jobs kept for GET /jobs/{id}; the oldest are forgotten first.
+KEEP_FINISHED = 1000
+
+State = Literal["queued", "running", "done", "failed"]
+
+
+@dataclass
+class Job:
+    """One queued write; `done`/`total` count chunks embedded."""
+
+    job_id: str
+    kind: str
+    state: State = "queued"
+    done: int = 0
+    total: int = 0
+    waiting: bool = False
+    error: dict | None = None
+    outcomes: dict[str, str] = field(default_factory=dict)
+    version: str | None = None
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+    def progress(self, done: int, total: int) -> None:
+        self.waiting = False
+        self.done, self.total = done, total
+
+
+Work = Callable[[Job], Change]
+
+
+class JobRunner:
+    """A single writer thread working through queued jobs in order."""
+
+    def __init__(self, on_change: Callable[[], None] = lambda: None):
+        self.on_change = on_change
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._queue: queue.Queue[tuple[Job, Work] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="medrag-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, kind: str, work: Work) -> Job:
+        job = Job(job_id=secrets.token_urlsafe(12), kind=kind)
+        with self._lock:
+            self._jobs[job.job_id] = job
+            finished = [j for j in self._jobs.values() if j.finished_at is not None]
+            for old in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+                del self._jobs[old.job_id]
+        self._queue.put((job, work))
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            job, work = item
+            job.state = "running"
+            try:
+                change = work(job)
+            except MedragError as error:
+                job.error = {"detail": str(error), "code": error.code}
+            except Exception:
+                log.exception("job %s (%s) failed", job.job_id, job.kind)
+                job.error = {"detail": "internal error; the server log has the details", "code": "internal_error"}
+            else:
+                job.outcomes = change.outcomes
+                job.version = change.path.name if change.path else None
+                try:
+                    self.on_change()
+                except MedragError as error:
+                    log.warning("new index version not loaded: %s", error)
+            job.finished_at = time.time()
+            job.state = "failed" if job.error else "done"

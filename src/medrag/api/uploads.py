@@ -1,0 +1,79 @@
+"""Read a POST /documents body within its limits: multipart files, or JSON {url} or {title, text}."""
+
+from collections.abc import AsyncIterator
+from pathlib import PurePosixPath
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from .. import corpus
+from ..errors import BadInputError, TooLargeError, UnsupportedTypeError
+from ..fetching import check_scheme
+from ..settings import Settings
+from ..types import Document
+from .schemas import DocumentIn
+
+
+async def read(request: Request, settings: Settings) -> list[Document] | str:
+    """The documents uploaded, or the URL to fetch; raises before anything is queued."""
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLargeError(f"the request has {declared} bytes; the limit is {limit} (MEDRAG_MAX_UPLOAD_BYTES)")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json":
+        body = b"".join([piece async for piece in capped(request.stream(), limit)])
+        try:
+            payload = DocumentIn.model_validate_json(body)
+        except ValidationError as error:
+            raise RequestValidationError(error.errors(include_url=False)) from None
+        if payload.text is None:
+            check_scheme(payload.url)
+            return payload.url
+        return [corpus.from_text(payload.text, title=payload.title, url=payload.url)]
+    if media == "multipart/form-data":
+        files = await read_files(request, settings)
+        return await run_in_threadpool(lambda: [corpus.load_bytes(data, kind, name=name) for name, kind, data in files])
+    raise UnsupportedTypeError(
+        f"send multipart/form-data with files (.md, .txt, .html, .pdf) or application/json with "
+        f"{{\"url\"}} or {{\"title\", \"text\"}}, not {media or 'a body without a content type'}"
+    )
+
+
+async def read_files(request: Request, settings: Settings) -> list[tuple[str, str, bytes]]:
+    """(file name, kind, bytes) of each uploaded file, all checked for type before any is parsed."""
+    parser = MultiPartParser(request.headers, capped(request.stream(), settings.max_upload_bytes),
+                             max_files=settings.max_upload_files, max_fields=20)
+    try:
+        form = await parser.parse()
+    except MultiPartException as error:
+        if error.message.startswith("Too many files"):
+            raise TooLargeError(f"more than {settings.max_upload_files} files in one request "
+                                f"(MEDRAG_MAX_UPLOAD_FILES)") from None
+        raise BadInputError(f"malformed multipart body: {error.message}") from None
+    try:
+        uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not uploads:
+            raise BadInputError("no files in the upload: send each file as a multipart file field")
+        files = []
+        for upload in uploads:
+            name = PurePosixPath((upload.filename or "upload").replace("\\", "/")).name or "upload"
+            kind = corpus.kind_of(name, upload.content_type)
+            files.append((name, kind, await upload.read()))
+        return files
+    finally:
+        await form.close()
+
+
+async def capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The request body, refused once it grows past the limit (a body may come without a length)."""
+    received = 0
+    async for piece in stream:
+        received += len(piece)
+        if received > limit:
+            raise TooLargeError(f"the request is larger than {limit} bytes (MEDRAG_MAX_UPLOAD_BYTES)")
+        yield piece
