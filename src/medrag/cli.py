@@ -85,7 +85,11 @@ def report(change) -> None:
 def build(settings: Settings, paths: list[Path]) -> None:
     from . import corpus
 
-    report(write(settings, add=corpus.load_paths(paths or [settings.corpus_dir])))
+    documents = corpus.load_paths(paths or [settings.corpus_dir])
+    change = write(settings, add=documents)
+    for doc_id, outcome in change.outcomes.items():
+        print(f"{outcome:>10}  {doc_id}")
+    print(f"indexed {len(documents)} document(s) into {change.path}", file=sys.stderr)
 
 
 def run_ingest(args, settings: Settings) -> int:

@@ -180,6 +180,7 @@ BAD_REQUESTS = {
     "unknown field": (dict(json={"text": WHALE, "colour": "red"}), 422, "validation_error"),
     "malformed json": (dict(content=b'{"text": ', headers={"content-type": "application/json"}), 422, "validation_error"),
     "file scheme": (dict(json={"url": "file:///etc/passwd"}), 422, "fetch_refused"),
+    "script link with text": (dict(json={"text": WHALE, "url": "javascript:alert(1)"}), 422, "fetch_refused"),
     "no files": (dict(data={"title": "t"}, files=[]), 422, "bad_input"),
     "one bad file among good ones": (dict(files=[("file", ("whale.md", WHALE.encode(), "text/markdown")),
                                                  ("file", ("a.pdf", b"%PDF-1.4 broken", "application/pdf"))]), 422, "bad_input"),

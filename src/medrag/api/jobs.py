@@ -91,7 +91,7 @@ class JobRunner:
                 job.version = change.path.name if change.path else None
                 try:
                     self.on_change()
-                except MedragError as error:
+                except Exception as error:  # the write stands; queries will report why it does not load
                     log.warning("new index version not loaded: %s", error)
             job.finished_at = time.time()
             job.state = "failed" if job.error else "done"

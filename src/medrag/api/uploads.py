@@ -31,8 +31,9 @@ async def read(request: Request, settings: Settings) -> list[Document] | str:
             payload = DocumentIn.model_validate_json(body)
         except ValidationError as error:
             raise RequestValidationError(error.errors(include_url=False)) from None
+        if payload.url is not None:
+            check_scheme(payload.url)  # a link shown with citations must be http(s) too
         if payload.text is None:
-            check_scheme(payload.url)
             return payload.url
         return [corpus.from_text(payload.text, title=payload.title, url=payload.url)]
     if media == "multipart/form-data":
