@@ -27,8 +27,9 @@ def ask(body: AskRequest, pipeline: PipelineDep) -> AskResponse:
                                              "with {\"detail\", \"code\"}."}})
 def ask_stream(body: AskRequest, pipeline: PipelineDep) -> StreamingResponse:
     """The /ask answer as Server-Sent Events; bad input is refused as JSON before the stream starts."""
-    items = pipeline.stream(body.question, body.top_k, body.retriever, history=body.turns())
-    return answer_stream(items, pipeline.snapshot().index.documents)
+    snapshot = pipeline.snapshot()  # one version for the answer and the documents it cites
+    items = pipeline.stream(body.question, body.top_k, body.retriever, history=body.turns(), snapshot=snapshot)
+    return answer_stream(items, snapshot.index.documents)
 
 
 @router.get("/search", response_model=SearchResponse)
