@@ -67,11 +67,12 @@ def from_text(text: str, *, title: str = "", url: str | None = None, path: str |
         raise BadInputError("the document has no text")
     heading = TITLE.search(text)
     title = title or (heading.group(1).replace("**", "").strip() if heading else "")
+    title = title or (Path(path).stem if path else "")
     name = Path(path).stem if path else (title or "doc")
     identity = url or (f"file:{Path(path).name}" if path else f"text:{content_hash(text)}")
     return Document(
         doc_id=document_id(identity, name),
-        title=title or name,
+        title=title,
         text=text,
         content_hash=content_hash(text),
         url=url,

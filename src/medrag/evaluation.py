@@ -48,6 +48,7 @@ class ItemResult:
     question: str
     answerable: bool
     found: bool
+    evidence: float  # the service's evidence score for its answer (or refusal)
     answer: str
     correct: bool  # answerable: an expected answer appears; unanswerable: refused
     cited_evidence: bool | None  # answerable: some cited passage holds the evidence
@@ -109,7 +110,7 @@ def evaluate(items: list[dict], ask: Ask, search: Search | None = None) -> Repor
                 rank = next((i + 1 for i, h in enumerate(hits) if contains(h["text"], evidence)), None)
         report.items.append(ItemResult(
             id=item["id"], question=item["question"], answerable=item["answerable"], found=response["found"],
-            answer=response["answer"], correct=bool(correct), cited_evidence=cited, evidence_rank=rank,
+            evidence=response.get("evidence", 0.0), answer=response["answer"], correct=bool(correct), cited_evidence=cited, evidence_rank=rank,
             markers=len(numbers), supported_markers=supported, latency_ms=round(latency, 2),
         ))
     return report
