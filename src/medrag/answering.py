@@ -29,6 +29,7 @@ NOT_FOUND = {
 }
 LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)、])\s+")
 CJK = re.compile(r"[\u3400-\u9fff]")
+CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 NAME = re.compile(r"[A-Z][A-Za-z0-9-]+|[A-Za-z]*\d[A-Za-z0-9.%-]*")
 # Words that shape a question rather than name what it asks about.
 QUANTITY = re.compile(r"多少|几|多大|多高|多长|多久|比例|百分之|何时|什么时候|哪一?年|哪一天|日期|how (many|much)|when|what year|percent|rate|accuracy|score", re.IGNORECASE)
@@ -69,17 +70,38 @@ def final(pieces: Iterator[str | Answer]) -> Answer:
 
 
 def question_terms(question: str) -> list[tuple[str, float]]:
-    """Content terms of a question with their part-of-speech weights."""
-    terms: dict[str, float] = {}
-    for word, flag in pseg.lcut(normalize(question)):
+    """Content terms of a question with their part-of-speech weights.
+
+    A single Chinese character before another content word is often a segmentation slip
+    (参数量 comes out as 参 | 数量), so the two are kept together as one term.
+    """
+    kept: list[tuple[int, str, float]] = []
+    for position, (word, flag) in enumerate(pseg.lcut(normalize(question))):
         word = word.strip()
         if not word or not WORD.fullmatch(word) or word.lower() in STOPWORDS or word in QUESTION_WORDS:
             continue
         if flag == "m" and not any(c.isdigit() for c in word):
             continue  # 多少, 几: question words tagged as numerals
         weight = POS_WEIGHTS.get(flag, POS_WEIGHTS.get(flag[:1], 0.3))
+        adjacent = kept and kept[-1][0] == position - 1
+        if adjacent and len(kept[-1][1]) == 1 and CJK_RUN.fullmatch(kept[-1][1] + word):
+            _, previous, previous_weight = kept.pop()
+            word, weight = previous + word, max(weight, previous_weight)
+        kept.append((position, word, weight))
+    terms: dict[str, float] = {}
+    for _, word, weight in kept:
         terms[word] = max(weight, terms.get(word, 0.0))
     return list(terms.items())
+
+
+def match(term: str, passage: str) -> float:
+    """1 when the term is in the passage; for longer Chinese terms, the share of its bigrams that are."""
+    if term in passage:
+        return 1.0
+    if len(term) >= 3 and CJK_RUN.fullmatch(term):
+        bigrams = [term[i : i + 2] for i in range(len(term) - 1)]
+        return sum(b in passage for b in bigrams) / len(bigrams)
+    return 0.0
 
 
 def language(text: str) -> str:
@@ -215,8 +237,7 @@ class ExtractiveAnswerer:
                 continue
             weight = pos_weight * self.bm25.idf_of(term.lower())
             total += weight
-            if term.lower() in passage:
-                found += weight
+            found += weight * match(term.lower(), passage)
         return found / total if total else 0.0
 
 

@@ -13,7 +13,7 @@ from .embedding import Embedder
 from .errors import BadInputError
 from .generation import GenerativeAnswerer
 from .llm import ChatClient
-from .retrieval import Mode, Retriever
+from .retrieval import RRF_K, Mode, Retriever
 from .types import Answer, Hit, Question, Turn
 
 
@@ -28,7 +28,7 @@ class Snapshot:
 
 class Pipeline:
     def __init__(self, index_dir: Path, embedder: Embedder, *, top_k: int = 5, fusion: str = "rrf",
-                 rrf_k: int = 60, min_evidence: float = 0.6, max_question_chars: int = 500,
+                 rrf_k: int = RRF_K, min_evidence: float = 0.6, max_question_chars: int = 500,
                  llm: ChatClient | None = None):
         self.index_dir = index_dir
         self.embedder = embedder

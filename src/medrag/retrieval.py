@@ -17,10 +17,12 @@ from .types import Hit
 Mode = Literal["hybrid", "dense", "bm25"]
 # How far down each ranking candidates are drawn before fusion.
 CANDIDATES = 50
+# Reciprocal-rank fusion constant; measured in benchmarks/toyhom.py (10 beat 60).
+RRF_K = 10
 
 
 class Retriever:
-    def __init__(self, index: Index, embedder: Embedder, *, fusion: str = "rrf", rrf_k: int = 60,
+    def __init__(self, index: Index, embedder: Embedder, *, fusion: str = "rrf", rrf_k: int = RRF_K,
                  dense_weight: float = 0.5):
         self.index = index
         self.embedder = embedder

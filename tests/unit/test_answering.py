@@ -59,3 +59,13 @@ def test_question_terms_weigh_nouns_over_verbs_and_skip_question_words():
     assert terms["MedLM"] == 1.0 and terms["模型"] == 1.0
     assert terms["构建"] < 1.0
     assert "哪个" not in terms and "是" not in terms
+
+
+def test_a_split_off_character_is_kept_with_the_next_word():
+    # jieba cuts 参数量 into 参 | 数量; neither half alone says what is asked.
+    assert dict(question_terms("MedGPT的参数量是多少？")) == {"MedGPT": 1.0, "参数量": 1.0}
+
+
+def test_follow_up_wording_still_finds_the_answer(pipeline):
+    answer = pipeline.ask("MedGPT的参数量是多少？")
+    assert answer.found and "1000亿" in answer.text
