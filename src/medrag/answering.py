@@ -10,7 +10,7 @@ decides whether to answer at all: below `min_evidence` the answer is `found: fal
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from .chunking import sentence_spans
 from .embedding import Embedder
-from .lexical import BM25, STOPWORDS, WORD
+from .lexical import STOPWORDS, WORD, idf
 from .textnorm import normalize
 from .types import Answer, Citation, Hit, Question
 
@@ -45,6 +45,14 @@ POS_WEIGHTS = {"n": 1.0, "vn": 1.0, "eng": 1.0, "j": 1.0, "m": 0.8, "v": 0.3, "a
 def warm_up() -> None:
     """Load jieba's dictionaries now rather than during the first question (about a second)."""
     question_terms("预热")
+
+
+class TermStatistics(Protocol):
+    """How common words are in the index (an `IndexView` is one)."""
+
+    def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
+        """The number of chunks, and per term how many chunks contain it."""
+        ...
 
 
 class Answerer(Protocol):
@@ -147,10 +155,10 @@ class SentenceVectors:
 class ExtractiveAnswerer:
     """Answers from the passages' own sentences; refuses when the evidence is weak."""
 
-    def __init__(self, embedder: Embedder, bm25: BM25, *, min_evidence: float, passages: int = 3,
+    def __init__(self, embedder: Embedder, statistics: TermStatistics, *, min_evidence: float, passages: int = 3,
                  max_sentences: int = 2, vectors: SentenceVectors | None = None):
         self.vectors = vectors or SentenceVectors(embedder)
-        self.bm25 = bm25
+        self.statistics = statistics
         self.min_evidence = min_evidence
         self.passages = passages
         self.max_sentences = max_sentences
@@ -189,7 +197,7 @@ class ExtractiveAnswerer:
     def candidates(self, question: str, hits: list[Hit], query_vector: np.ndarray) -> list[Candidate]:
         """Sentences of the top passages, best evidence first."""
         asked_in = language(question)
-        terms = question_terms(question)
+        terms = self.weigh(question_terms(question))
         wants_number = bool(QUANTITY.search(question))
         rows = []
         for index, hit in enumerate(hits[: self.passages]):
@@ -225,17 +233,24 @@ class ExtractiveAnswerer:
                                     evidence=0.5 * similarity + 0.5 * coverage))
         return sorted(result, key=lambda c: -c.rank)
 
-    def coverage(self, terms: list[tuple[str, float]], passage: str, cross_lingual: bool) -> float:
-        """Share of the question's weight (part-of-speech weight x idf) found in the passage.
+    def weigh(self, terms: list[tuple[str, float]]) -> list[tuple[str, float, bool]]:
+        """Each term with its weight (part-of-speech weight x idf) and whether the corpus has it as written.
+
+        The index is asked once per question; a term the corpus never saw gets the highest idf.
+        """
+        chunks, frequencies = self.statistics.term_statistics({form for term, _ in terms for form in (term, term.lower())})
+        return [(term, weight * idf(chunks, frequencies[term.lower()]), frequencies[term] > 0) for term, weight in terms]
+
+    def coverage(self, terms: list[tuple[str, float, bool]], passage: str, cross_lingual: bool) -> float:
+        """Share of the question's weight found in the passage.
 
         Across languages only terms that can match at all count: words the corpus contains
         (model names, numbers) and capitalised names, which a translation would keep.
         """
         found = total = 0.0
-        for term, pos_weight in terms:
-            if cross_lingual and not (term in self.bm25.vocabulary or NAME.fullmatch(term)):
+        for term, weight, known in terms:
+            if cross_lingual and not (known or NAME.fullmatch(term)):
                 continue
-            weight = pos_weight * self.bm25.idf_of(term.lower())
             total += weight
             found += weight * match(term.lower(), passage)
         return found / total if total else 0.0

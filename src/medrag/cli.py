@@ -1,4 +1,4 @@
-"""The `medrag` command: ingest, add, remove, reindex, ask, serve."""
+"""The `medrag` command: ingest, add, remove, reindex, migrate, ask, serve, eval."""
 
 import argparse
 import json
@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("reindex", help="chunk and embed every indexed document again (after a model or chunker change)")
 
+    migrate = commands.add_parser("migrate", help="copy the FAISS index in MEDRAG_INDEX_DIR to another store, "
+                                                  "vectors and all (nothing is embedded again)")
+    migrate.add_argument("--to", required=True, choices=["milvus"], dest="target",
+                         help="milvus: the collection MEDRAG_MILVUS_COLLECTION at MEDRAG_MILVUS_URI")
+
     ask = commands.add_parser("ask", help="answer one question and print the citations")
     ask.add_argument("question")
     ask.add_argument("--top-k", type=int, default=None)
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
         runners = {"ingest": run_ingest, "add": run_add, "remove": run_remove, "reindex": run_reindex,
-                   "ask": run_ask, "serve": run_serve, "eval": run_eval}
+                   "migrate": run_migrate, "ask": run_ask, "serve": run_serve, "eval": run_eval}
         return runners[args.command](args, settings)
     except MedragError as error:
         print(f"medrag: {error}", file=sys.stderr)
@@ -60,6 +65,7 @@ def write(settings: Settings, **change):
     from tqdm import tqdm
 
     from . import indexing
+    from .api.app import store_for
     from .embedding import load_embedder
 
     embedder = load_embedder(settings.embed_model, settings.embed_threads, settings.embed_batch_size)
@@ -72,14 +78,14 @@ def write(settings: Settings, **change):
         def waiting() -> None:
             bar.write("another writer holds the index lock; waiting for it to finish", file=sys.stderr)
 
-        return indexing.update(settings.index_dir, embedder, size=settings.chunk_size, overlap=settings.chunk_overlap,
+        return indexing.update(store_for(settings), embedder, size=settings.chunk_size, overlap=settings.chunk_overlap,
                                progress=progress, waiting=waiting, **change)
 
 
 def report(change) -> None:
     for doc_id, outcome in change.outcomes.items():
         print(f"{outcome:>10}  {doc_id}")
-    print(f"live version: {change.path}", file=sys.stderr)
+    print(f"live version: {change.version}", file=sys.stderr)
 
 
 def build(settings: Settings, paths: list[Path]) -> None:
@@ -89,7 +95,7 @@ def build(settings: Settings, paths: list[Path]) -> None:
     change = write(settings, add=documents)
     for doc_id, outcome in change.outcomes.items():
         print(f"{outcome:>10}  {doc_id}")
-    print(f"indexed {len(documents)} document(s) into {change.path}", file=sys.stderr)
+    print(f"indexed {len(documents)} document(s); live version: {change.version}", file=sys.stderr)
 
 
 def run_ingest(args, settings: Settings) -> int:
@@ -148,13 +154,40 @@ def run_remove(args, settings: Settings) -> int:
 
 
 def run_reindex(args, settings: Settings) -> int:
-    from . import store
+    from .api.app import store_for
 
-    if store.current_path(settings.index_dir) is None:
-        print(f"no index in {settings.index_dir}/: building it from {settings.corpus_dir}/", file=sys.stderr)
+    if store_for(settings).live_version() is None:
+        print(f"no index yet: building it from {settings.corpus_dir}/", file=sys.stderr)
         build(settings, [])
     else:
         report(write(settings, rebuild=True))
+    return 0
+
+
+def run_migrate(args, settings: Settings) -> int:
+    from . import store
+    from .api.app import store_for
+    from .errors import IndexMissingError
+
+    source = store.load(settings.index_dir)
+    target = store_for(settings, args.target)
+    with target.lock():
+        try:
+            replaced = set(target.load().documents)
+        except IndexMissingError:
+            replaced = set()
+        # Everything is replaced at once: the target switches to the copy only when it is whole.
+        version = target.write(add=list(source.documents.values()), chunks=source.chunks, vectors=source.all_vectors(),
+                               remove=replaced, manifest={**source.manifest, "migrated_from": source.version})
+    copied = target.load(source.manifest["model_id"])
+    if (copied.manifest["documents"], copied.manifest["chunks"]) != (len(source.documents), len(source.chunks)):
+        raise store.IndexMismatchError(f"the copy holds {copied.manifest['documents']} documents and "
+                                       f"{copied.manifest['chunks']} chunks, not {len(source.documents)} and "
+                                       f"{len(source.chunks)}: run `medrag migrate` again")
+    print(f"copied {len(source.documents)} document(s) and {len(source.chunks)} chunk(s) from {source.path} "
+          f"to {args.target}; live version: {version}", file=sys.stderr)
+    if settings.store != args.target:
+        print(f"set MEDRAG_STORE={args.target} to serve from it", file=sys.stderr)
     return 0
 
 
@@ -238,11 +271,10 @@ def _remote(url: str, mode: str):
 def run_serve(args, settings: Settings) -> int:
     import uvicorn
 
-    from . import store
-    from .api.app import create_app
+    from .api.app import create_app, store_for
 
-    if store.current_path(settings.index_dir) is None:
-        print(f"no index in {settings.index_dir}/: building it from {settings.corpus_dir}/", file=sys.stderr)
+    if store_for(settings).live_version() is None:
+        print(f"no index yet: building it from {settings.corpus_dir}/", file=sys.stderr)
         build(settings, [])
     uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port)
     return 0

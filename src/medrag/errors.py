@@ -17,6 +17,12 @@ class IndexMismatchError(MedragError):
     code = "index_mismatch"
 
 
+class StoreUnavailableError(MedragError):
+    """The index's store (a Milvus server) cannot be reached or refused a request."""
+
+    code = "store_unavailable"
+
+
 class BadInputError(MedragError):
     code = "bad_input"
 

@@ -11,8 +11,7 @@ from . import chunking, corpus, store
 from .embedding import Embedder
 from .errors import BadInputError, IndexMissingError
 from .fetching import Fetcher
-from .lexical import BM25, tokenize
-from .textnorm import normalize
+from .store import Store, searchable_text
 from .types import Chunk, Document
 
 Progress = Callable[[int, int], None]
@@ -33,24 +32,15 @@ def chunk_document(document: Document, size: int, overlap: int) -> list[Chunk]:
     ]
 
 
-def searchable_text(chunk: Chunk, document: Document) -> str:
-    """What gets embedded and tokenised: the passage with its title and heading path as context.
-
-    A bullet such as "参数规模：1000亿参数" only says whose parameters they are in its headings.
-    """
-    context = " > ".join(part for part in (document.title, *chunk.section) if part)
-    return normalize(f"{context}\n{chunk.text}" if context else chunk.text)
-
-
 @dataclass(frozen=True)
 class Change:
     """What an update did: the live version after it, and per document id what happened to it."""
 
-    path: Path | None
+    version: str | None
     outcomes: dict[str, str]  # "added", "replaced", "unchanged", "duplicate of <id>", "removed", "reindexed"
 
 
-def update(root: Path, embedder: Embedder, *, add: Sequence[Document] = (), remove: Sequence[str] = (),
+def update(index: Store | Path, embedder: Embedder, *, add: Sequence[Document] = (), remove: Sequence[str] = (),
            rebuild: bool = False, size: int, overlap: int, progress: Progress | None = None,
            waiting: Callable[[], None] | None = None) -> Change:
     """Write a new index version: the live one minus `remove` (and older copies of `add`), plus `add`.
@@ -58,18 +48,20 @@ def update(root: Path, embedder: Embedder, *, add: Sequence[Document] = (), remo
     A document replaces an earlier one with the same id (same URL or file name); content already
     indexed is skipped, so the same text is never indexed twice. `rebuild` chunks and embeds every
     document again (after a model or chunker change). The index's write lock is held throughout, so
-    concurrent writers take turns; nothing is written unless the whole change succeeds.
+    concurrent writers take turns; nothing is written unless every document was chunked and embedded.
+    `index` is a store, or a folder for the default FAISS store.
     """
-    with store.write_lock(root, waiting):
-        return _update(root, embedder, add, remove, rebuild, size, overlap, progress)
+    target = store.as_store(index)
+    with target.lock(waiting):
+        return _update(target, embedder, add, remove, rebuild, size, overlap, progress)
 
 
-def _update(root: Path, embedder: Embedder, add: Sequence[Document], remove: Sequence[str], rebuild: bool,
+def _update(target: Store, embedder: Embedder, add: Sequence[Document], remove: Sequence[str], rebuild: bool,
             size: int, overlap: int, progress: Progress | None) -> Change:
     started = time.perf_counter()
     try:
         # A rebuild embeds everything again, so the live version may come from another model.
-        live = store.load(root, None if rebuild else embedder.model_id)
+        live = target.load(None if rebuild else embedder.model_id)
     except IndexMissingError:
         live = None
     documents = dict(live.documents) if live else {}
@@ -104,16 +96,8 @@ def _update(root: Path, embedder: Embedder, add: Sequence[Document], remove: Seq
         fresh = kept + fresh
         dropped |= set(documents)
     elif not fresh and not dropped:
-        return Change(live.path if live else None, outcomes)  # nothing changes: no new version
-    for doc_id in dropped:
-        documents.pop(doc_id, None)
+        return Change(live.version if live else None, outcomes)  # nothing changes: no new version
 
-    survivors = [c for c in live.chunks if c.doc_id not in dropped] if live else []
-    vectors = []
-    if survivors:
-        rows = {c.chunk_id: i for i, c in enumerate(live.chunks)}
-        vectors.append(live.all_vectors()[[rows[c.chunk_id] for c in survivors]])
-    chunks = list(survivors)
     phase = time.perf_counter()
     new_chunks = [(c, d) for d in fresh for c in chunk_document(d, size, overlap)]
     seconds = {"chunk": time.perf_counter() - phase}
@@ -122,31 +106,26 @@ def _update(root: Path, embedder: Embedder, add: Sequence[Document], remove: Seq
     if progress:
         progress(0, total)
     batch = 16
+    vectors = [np.zeros((0, embedder.dim), dtype=np.float32)]
     for i in range(0, total, batch):
         part = new_chunks[i : i + batch]
         vectors.append(embedder.embed([searchable_text(c, d) for c, d in part]))
         if progress:
             progress(min(i + batch, total), total)
-    chunks += [c for c, _ in new_chunks]
-    for document in fresh:
-        documents[document.doc_id] = document
-
     seconds["embed"] = time.perf_counter() - phase
-    phase = time.perf_counter()
-    matrix = np.vstack(vectors) if vectors else np.zeros((0, embedder.dim), dtype=np.float32)
-    bm25 = BM25.build([tokenize(searchable_text(c, documents[c.doc_id])) for c in chunks])
-    seconds["lexical"] = time.perf_counter() - phase
     manifest = {
         "model_id": embedder.model_id,
         "dim": embedder.dim,
         "chunker": {"size": size, "overlap": overlap},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_seconds": round(time.perf_counter() - started, 3),
-        # Where the time of this build went, for the ingestion benchmark (FAISS writing excluded).
+        # Where the time of this build went, for the ingestion benchmark (the store adds its own phases).
         "phase_seconds": {name: round(value, 3) for name, value in seconds.items()},
         "new_chunks": total,
     }
-    return Change(store.write(root, list(documents.values()), chunks, matrix, bm25, manifest), outcomes)
+    version = target.write(add=fresh, chunks=[c for c, _ in new_chunks], vectors=np.vstack(vectors),
+                           remove=dropped & set(documents), manifest=manifest)
+    return Change(version, outcomes)
 
 
 def document_from_url(fetcher: Fetcher, url: str) -> Document:

@@ -32,6 +32,11 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def idf(chunks: int, frequency: int) -> float:
+    """BM25's inverse document frequency of a term found in `frequency` of `chunks` chunks."""
+    return math.log1p((chunks - frequency + 0.5) / (frequency + 0.5))
+
+
 class BM25:
     """Okapi BM25 (k1, b) with idf = ln(1 + (N - df + 0.5) / (df + 0.5))."""
 
@@ -73,11 +78,12 @@ class BM25:
 
     def idf_of(self, token: str) -> float:
         """idf of a token; a token the corpus never saw gets the idf of df = 0."""
-        index = self.vocabulary.get(token)
-        if index is not None:
-            return float(self.idf[index])
-        n_docs = self.weights.shape[0]
-        return math.log1p((n_docs + 0.5) / 0.5)
+        return idf(self.weights.shape[0], self.document_frequency(token))
+
+    def document_frequency(self, token: str) -> int:
+        """How many documents contain the token: its column's non-zero cells (a present term never weighs 0)."""
+        column = self.vocabulary.get(token)
+        return 0 if column is None else int(self.weights.indptr[column + 1] - self.weights.indptr[column])
 
     def save(self, path) -> None:
         sparse.save_npz(path / "bm25.npz", self.weights)

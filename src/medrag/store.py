@@ -1,4 +1,8 @@
-"""The on-disk index: versions of (FAISS vectors, chunk records, documents, BM25, manifest).
+"""The store protocol, and the default store: versions of (FAISS vectors, chunks, documents, BM25, manifest) on disk.
+
+A `Store` is where the index lives (this folder, or a Milvus collection: `milvus.py`); an
+`IndexView` is one readable version of it, which a query keeps from start to end. Retrieval and
+answering see only these two protocols.
 
 Layout under the index folder:
 
@@ -19,17 +23,20 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Protocol
 
 import faiss
 import numpy as np
 
 from .errors import IndexMismatchError, IndexMissingError
-from .lexical import BM25
-from .types import Chunk, Document, Source
+from .lexical import BM25, tokenize
+from .textnorm import normalize
+from .types import Chunk, Document, Hit, Source
 
 FORMAT = 1
 # Exact search up to this many vectors; beyond it an HNSW graph keeps queries in milliseconds
@@ -37,9 +44,139 @@ FORMAT = 1
 EXACT_LIMIT = 200_000
 KEEP_VERSIONS = 3
 
+Waiting = Callable[[], None]
+
+
+class IndexView(Protocol):
+    """One readable version of the index: everything a query reads comes from one view."""
+
+    version: str
+    manifest: dict
+    documents: dict[str, Document]
+
+    def chunk_counts(self) -> dict[str, int]:
+        """Chunks per document id."""
+        ...
+
+    def dense_search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        """The k chunks nearest the (normalised) query vector by inner product, best first."""
+        ...
+
+    def lexical_search(self, text: str, k: int) -> list[Hit]:
+        """The k best BM25 matches (jieba tokens) of the query text, best first; no zero scores."""
+        ...
+
+    def hybrid_search(self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int) -> list[Hit]:
+        """Dense and lexical top-`depth` rankings fused by RRF: score = sum of 1 / (rrf_k + rank)."""
+        ...
+
+    def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
+        """The number of chunks, and per term how many chunks contain it (as `lexical.tokenize` splits them)."""
+        ...
+
+
+class Store(Protocol):
+    """Where the index lives; writers take turns under `lock`, readers load the live version."""
+
+    def live_version(self) -> str | None:
+        """The live version's name, cheap enough to ask before every query; None without an index."""
+        ...
+
+    def load(self, model_id: str | None = None) -> IndexView:
+        """The live version; with `model_id`, refuse one built by another model."""
+        ...
+
+    def lock(self, waiting: Waiting | None = None) -> AbstractContextManager[None]:
+        """Be the only writer until the block ends; `waiting` is called if another one is."""
+        ...
+
+    def write(self, *, add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
+              remove: Collection[str], manifest: dict) -> str:
+        """Delete the documents `remove` names (with their chunks), then add `add` with its chunks and vectors.
+
+        One change: `remove` must name the older copy of any document in `add`. Returns the new live
+        version's name. The caller holds `lock`.
+        """
+        ...
+
+
+def searchable_text(chunk: Chunk, document: Document) -> str:
+    """What gets embedded and tokenised: the passage with its title and heading path as context.
+
+    A bullet such as "参数规模：1000亿参数" only says whose parameters they are in its headings.
+    """
+    context = " > ".join(part for part in (document.title, *chunk.section) if part)
+    return normalize(f"{context}\n{chunk.text}" if context else chunk.text)
+
+
+def version_name() -> str:
+    """A new version's name; names sort by creation time (to the microsecond)."""
+    now = time.time()
+    return f"v-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{int(now % 1 * 1e6):06d}-{secrets.token_hex(3)}"
+
+
+def fuse_rrf(dense: list[Hit], lexical: list[Hit], k: int, rrf_k: int) -> list[Hit]:
+    """Reciprocal-rank fusion of two best-first rankings (ranks count from 1)."""
+    fused: dict[str, float] = {}
+    chunks: dict[str, Chunk] = {}
+    for ranking in (dense, lexical):
+        for rank, hit in enumerate(ranking, start=1):
+            fused[hit.chunk.chunk_id] = fused.get(hit.chunk.chunk_id, 0.0) + 1.0 / (rrf_k + rank)
+            chunks[hit.chunk.chunk_id] = hit.chunk
+    dense_scores = {h.chunk.chunk_id: h.dense_score for h in dense}
+    lexical_scores = {h.chunk.chunk_id: h.lexical_score for h in lexical}
+    ranked = sorted(fused.items(), key=lambda item: -item[1])[:k]
+    return [Hit(chunk=chunks[i], score=score, dense_score=dense_scores.get(i), lexical_score=lexical_scores.get(i, 0.0))
+            for i, score in ranked]
+
+
+class FaissStore:
+    """The index folder: immutable versions, switched atomically (see the module docstring)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def live_version(self) -> str | None:
+        path = current_path(self.root)
+        return path.name if path else None
+
+    def load(self, model_id: str | None = None) -> "Index":
+        return load(self.root, model_id)
+
+    def lock(self, waiting: Waiting | None = None) -> AbstractContextManager[None]:
+        return write_lock(self.root, waiting)
+
+    def write(self, *, add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
+              remove: Collection[str], manifest: dict) -> str:
+        try:
+            live = load(self.root)
+        except IndexMissingError:
+            live = None
+        documents = {d.doc_id: d for d in live.documents.values() if d.doc_id not in remove} if live else {}
+        survivors = [c for c in live.chunks if c.doc_id not in remove] if live else []
+        parts = []
+        if survivors:
+            rows = {c.chunk_id: i for i, c in enumerate(live.chunks)}
+            parts.append(live.all_vectors()[[rows[c.chunk_id] for c in survivors]])
+        parts.append(np.asarray(vectors, dtype=np.float32).reshape(-1, manifest["dim"]))
+        documents.update((d.doc_id, d) for d in add)
+        everything = survivors + list(chunks)
+        started = time.perf_counter()
+        bm25 = BM25.build([tokenize(searchable_text(c, documents[c.doc_id])) for c in everything])
+        lexical = time.perf_counter() - started
+        # The lexical index is this store's part of the build, so its time is added here.
+        manifest = {**manifest, "build_seconds": round(manifest.get("build_seconds", 0) + lexical, 3),
+                    "phase_seconds": {**manifest.get("phase_seconds", {}), "lexical": round(lexical, 3)}}
+        return write(self.root, list(documents.values()), everything, np.vstack(parts), bm25, manifest).name
+
+
+def as_store(target: "Store | Path") -> Store:
+    """A store as given, or the FAISS store in a folder (the default)."""
+    return FaissStore(target) if isinstance(target, Path) else target
+
 
 class Index:
-    """One loaded, immutable index version."""
+    """One loaded, immutable FAISS index version (an `IndexView`)."""
 
     def __init__(self, path: Path, manifest: dict, documents: dict[str, Document], chunks: list[Chunk],
                  vectors: faiss.Index, bm25: BM25):
@@ -54,14 +191,34 @@ class Index:
     def version(self) -> str:
         return self.manifest["version"]
 
-    def dense_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row ids and inner-product scores of the k nearest chunks, best first."""
+    def chunk_counts(self) -> dict[str, int]:
+        return Counter(c.doc_id for c in self.chunks)
+
+    def dense_search(self, vector: np.ndarray, k: int) -> list[Hit]:
         k = min(k, self.vectors.ntotal)
         if k == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        scores, ids = self.vectors.search(query.reshape(1, -1).astype(np.float32), k)
-        keep = ids[0] >= 0
-        return ids[0][keep], scores[0][keep]
+            return []
+        scores, ids = self.vectors.search(vector.reshape(1, -1).astype(np.float32), k)
+        return [Hit(chunk=self.chunks[row], score=float(score), dense_score=float(score))
+                for row, score in zip(ids[0].tolist(), scores[0].tolist()) if row >= 0]
+
+    def lexical_search(self, text: str, k: int) -> list[Hit]:
+        if not self.chunks:
+            return []
+        scores = self.bm25.scores(tokenize(text))
+        if len(scores) <= k:
+            top = np.argsort(-scores)
+        else:
+            part = np.argpartition(-scores, k)[:k]
+            top = part[np.argsort(-scores[part])]
+        return [Hit(chunk=self.chunks[row], score=float(scores[row]), lexical_score=float(scores[row]))
+                for row in top.tolist() if scores[row] > 0]
+
+    def hybrid_search(self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int) -> list[Hit]:
+        return fuse_rrf(self.dense_search(vector, depth), self.lexical_search(text, depth), k, rrf_k)
+
+    def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
+        return len(self.chunks), {term: self.bm25.document_frequency(term) for term in terms}
 
     def vector(self, row: int) -> np.ndarray:
         return self.vectors.reconstruct(int(row))
@@ -149,9 +306,7 @@ def write(root: Path, documents: list[Document], chunks: list[Chunk], vectors: n
           manifest: dict) -> Path:
     """Write a new version and make it live; returns its folder. The caller holds `write_lock`."""
     root.mkdir(parents=True, exist_ok=True)
-    # Names sort by creation time (to the microsecond), which is what pruning relies on.
-    now = time.time()
-    name = f"v-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{int(now % 1 * 1e6):06d}-{secrets.token_hex(3)}"
+    name = version_name()  # sorts by creation time, which is what pruning relies on
     temporary = root / f".tmp-{name}"
     temporary.mkdir()
     index, kind = make_faiss(vectors, manifest["dim"])

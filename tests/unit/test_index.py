@@ -14,7 +14,7 @@ from ..conftest import CORPUS
 
 
 def build(root, embedder, **kwargs):
-    return update(root, embedder, size=120, overlap=20, **kwargs).path
+    return root / update(root, embedder, size=120, overlap=20, **kwargs).version
 
 
 def test_build_then_load_round_trips_chunks_vectors_and_manifest(tmp_path, fake_embedder):

@@ -15,6 +15,7 @@ import pytest
 from medrag import corpus, indexing, store
 from medrag.embedding import FakeEmbedder
 from medrag.errors import BadInputError
+from medrag.lexical import BM25
 from medrag.retrieval import Retriever
 
 SIZE, OVERLAP = 120, 20
@@ -45,10 +46,10 @@ def test_same_content_is_indexed_once(tmp_path):
 
 def test_unchanged_document_makes_no_new_version(tmp_path):
     document = corpus.from_text(WHALE, path="whale.md")
-    live = update(tmp_path, add=[document]).path
+    live = update(tmp_path, add=[document]).version
     change = update(tmp_path, add=[corpus.from_text(WHALE, path="whale.md")])
     assert change.outcomes == {document.doc_id: "unchanged"}
-    assert change.path == live == store.current_path(tmp_path)
+    assert change.version == live == store.current_path(tmp_path).name
 
 
 def test_new_content_at_the_same_url_replaces_the_old_chunks(tmp_path):
@@ -93,10 +94,10 @@ def test_removing_the_last_document_leaves_an_empty_loadable_index(tmp_path):
 
 
 def test_removing_an_unknown_document_changes_nothing(tmp_path):
-    live = update(tmp_path, add=[corpus.from_text(WHALE, path="whale.md")]).path
+    live = update(tmp_path, add=[corpus.from_text(WHALE, path="whale.md")]).version
     with pytest.raises(BadInputError, match="no such document: nope"):
         update(tmp_path, remove=["nope"])
-    assert store.current_path(tmp_path) == live
+    assert store.current_path(tmp_path).name == live
 
 
 class BrokenEmbedder(FakeEmbedder):
@@ -114,11 +115,11 @@ class BrokenEmbedder(FakeEmbedder):
 
 
 def test_a_failure_half_way_indexes_nothing(tmp_path):
-    live = update(tmp_path, add=[corpus.from_text(WHALE, path="whale.md")]).path
+    live = update(tmp_path, add=[corpus.from_text(WHALE, path="whale.md")]).version
     long = corpus.from_text("\n\n".join(f"第{i}段：猎鹰诊断助手的第{i}项功能用于影像报告。" * 3 for i in range(40)), path="long.md")
     with pytest.raises(RuntimeError, match="embedder died"):
         update(tmp_path, BrokenEmbedder(), add=[long])
-    assert store.current_path(tmp_path) == live
+    assert store.current_path(tmp_path).name == live
     assert list(store.load(tmp_path).documents) == [corpus.from_text(WHALE, path="whale.md").doc_id]
 
 
@@ -231,6 +232,6 @@ def test_sigkill_at_any_point_of_a_write_leaves_a_whole_version(tmp_path):
     print(f"of 6 kills, {half_written} left a half-written version, {switched} came after a switch")
     assert half_written > 0  # some kills did land in the middle of writing a version
     with store.write_lock(tmp_path):  # the next write clears whatever a kill left half-written
-        store.write(tmp_path, [], [], np.zeros((0, 64), np.float32), indexing.BM25.build([]),
+        store.write(tmp_path, [], [], np.zeros((0, 64), np.float32), BM25.build([]),
                     {"model_id": "m", "dim": 64, "chunker": {}})
     assert not list(tmp_path.glob(".tmp-*")) and len(list(tmp_path.glob("v-*"))) <= store.KEEP_VERSIONS

@@ -8,10 +8,11 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
 from ..embedding import load_embedder
-from ..errors import MedragError
+from ..errors import ConfigError, MedragError
 from ..llm import ChatClient
 from ..pipeline import Pipeline
 from ..settings import Settings
+from ..store import FaissStore, Store
 from . import errors
 from .jobs import JobRunner
 from .routes import ask, chat, documents, feedback, health, widget
@@ -28,10 +29,22 @@ def llm_for(settings: Settings) -> ChatClient | None:
                       retries=settings.llm_retries, max_tokens=settings.llm_max_tokens)
 
 
+def store_for(settings: Settings, kind: str | None = None) -> Store:
+    """The configured store (MEDRAG_STORE), or the one `kind` names."""
+    if (kind or settings.store) == "faiss":
+        return FaissStore(settings.index_dir)
+    if not settings.milvus_uri:
+        raise ConfigError("no Milvus to use: set MEDRAG_MILVUS_URI, e.g. http://127.0.0.1:19530 or index/milvus.db")
+    from ..milvus import MilvusStore
+
+    token = settings.milvus_token.get_secret_value() if settings.milvus_token else None
+    return MilvusStore(settings.milvus_uri, settings.milvus_collection, lock_dir=settings.index_dir, token=token)
+
+
 def pipeline_for(settings: Settings) -> Pipeline:
     embedder = load_embedder(settings.embed_model, settings.embed_threads, settings.embed_batch_size)
     return Pipeline(
-        settings.index_dir, embedder, top_k=settings.top_k, fusion=settings.fusion, rrf_k=settings.rrf_k,
+        store_for(settings), embedder, top_k=settings.top_k, fusion=settings.fusion, rrf_k=settings.rrf_k,
         min_evidence=settings.min_evidence, max_question_chars=settings.max_question_chars,
         llm=llm_for(settings),
     )

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import (BadInputError, ConfigError, FetchFailedError, FetchRefusedError, GeneratorError,
-                      IndexMismatchError, IndexMissingError, MedragError, TooLargeError, UnauthorizedError,
+                      IndexMismatchError, IndexMissingError, MedragError, StoreUnavailableError, TooLargeError, UnauthorizedError,
                       UnknownModelError, UnsupportedTypeError, WritesDisabledError)
 
 log = logging.getLogger("medrag.api")
@@ -25,6 +25,7 @@ STATUS = {
     WritesDisabledError: 403,
     IndexMissingError: 503,
     IndexMismatchError: 503,
+    StoreUnavailableError: 503,
     ConfigError: 500,
     GeneratorError: 502,
     UnknownModelError: 404,

@@ -88,7 +88,7 @@ class JobRunner:
                 job.error = {"detail": "internal error; the server log has the details", "code": "internal_error"}
             else:
                 job.outcomes = change.outcomes
-                job.version = change.path.name if change.path else None
+                job.version = change.version
                 try:
                     self.on_change()
                 except Exception as error:  # the write stands; queries will report why it does not load

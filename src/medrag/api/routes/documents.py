@@ -1,7 +1,5 @@
 """The indexed documents, and adding or removing them while the service runs (as background jobs)."""
 
-from collections import Counter
-
 from fastapi import APIRouter, HTTPException, Request, Response
 from starlette.datastructures import State
 
@@ -21,8 +19,8 @@ ERRORS = {status: {"model": ErrorOut} for status in (401, 403, 404, 413, 415, 42
 def list_documents(pipeline: PipelineDep) -> list[DocumentOut]:
     """The indexed documents with their chunk counts and the articles they cite."""
     index = pipeline.snapshot().index
-    counts = Counter(c.doc_id for c in index.chunks)
-    return [document_out(d, counts[d.doc_id]) for d in index.documents.values()]
+    counts = index.chunk_counts()
+    return [document_out(d, counts.get(d.doc_id, 0)) for d in index.documents.values()]
 
 
 @router.get("/documents/{doc_id}", response_model=DocumentOut, responses=ERRORS)
@@ -31,7 +29,7 @@ def get_document(doc_id: str, pipeline: PipelineDep) -> DocumentOut:
     index = pipeline.snapshot().index
     if doc_id not in index.documents:
         raise HTTPException(404, f"no document {doc_id}")
-    return document_out(index.documents[doc_id], sum(c.doc_id == doc_id for c in index.chunks))
+    return document_out(index.documents[doc_id], index.chunk_counts().get(doc_id, 0))
 
 
 @router.post("/documents", status_code=202, response_model=JobOut, responses=ERRORS, dependencies=[Admin])
@@ -80,6 +78,6 @@ def write(state: State, job: Job, **change) -> indexing.Change:
     if getattr(state, "writer_embedder", None) is None:
         # The writer's own embedder, so queries never queue behind an indexing batch.
         state.writer_embedder = load_embedder(settings.embed_model, settings.embed_threads, settings.embed_batch_size)
-    return indexing.update(settings.index_dir, state.writer_embedder, size=settings.chunk_size,
+    return indexing.update(state.pipeline.store, state.writer_embedder, size=settings.chunk_size,
                            overlap=settings.chunk_overlap, progress=job.progress,
                            waiting=lambda: setattr(job, "waiting", True), **change)

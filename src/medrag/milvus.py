@@ -1,0 +1,337 @@
+"""The Milvus store: the index in Milvus (a standalone server, a cluster, or Milvus Lite) via pymilvus.
+
+Each version is a pair of collections; the alias `<name>` names the live chunks collection:
+
+    <name>_<stamp>            one row per chunk: chunk_id (primary key), doc_id, text, place (JSON:
+                              start, end, section, links), dense (HNSW, inner product), lexical (the
+                              searchable text, normalised and lower-cased, analysed by Milvus's jieba
+                              tokenizer), sparse (its BM25 vector, computed by Milvus), terms (our own
+                              `lexical.tokenize` tokens, counted for the answerer's idf, so its
+                              scores are the FAISS store's); the manifest is a collection property
+    <name>_<stamp>_documents  the documents as JSON, cut in parts that fit a VARCHAR
+
+Adding and removing documents changes the live pair in place and then gives the manifest a new
+version name, which tells every reader (every API replica) to reload. A change that replaces every
+document (a re-index, a migration) fills a new pair and switches the alias, so readers never see
+it half-built. Milvus has no multi-row transactions: an interrupted write is repaired by running
+it again (chunks are deleted by document before they are inserted, and a document's record is
+written after its chunks).
+"""
+
+import json
+import re
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .errors import ConfigError, IndexMismatchError, IndexMissingError, StoreUnavailableError
+from .lexical import STOPWORDS, tokenize
+from .textnorm import normalize
+from .types import Chunk, Document, Hit, Source
+
+FORMAT = 1
+MANIFEST = "medrag.manifest"
+# Milvus's limits: a VARCHAR holds 65,535 bytes, an array 4,096 elements.
+VARCHAR_BYTES = 65_535
+TERMS_CAPACITY = 4096
+TERM_BYTES = 256
+# Documents are stored as ASCII JSON (non-ASCII escaped), so a part of this many characters always fits.
+PART_CHARS = 60_000
+BATCH = 256
+CHUNK_FIELDS = ["chunk_id", "doc_id", "text", "place"]
+# HNSW as the FAISS store uses above its exact limit; candidates are few (50), so ef stays small.
+HNSW = {"M": 32, "efConstruction": 80}
+EF_SEARCH = 96
+ANALYZER = {"tokenizer": "jieba", "filter": [{"type": "stop", "stop_words": sorted(STOPWORDS)}]}
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,190}")
+
+
+def literal(value: str) -> str:
+    """A string literal for a Milvus filter expression."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def lexical_text(text: str) -> str:
+    """What Milvus's analyzer gets: normalised and lower-cased, as `lexical.tokenize` sees text."""
+    return normalize(text).lower()
+
+
+class MilvusStore:
+    """The index in Milvus at `uri`: http(s)://host:port for a server, or a local Milvus Lite path ending in .db."""
+
+    def __init__(self, uri: str, name: str = "medrag", *, lock_dir: Path, token: str | None = None):
+        if not NAME.fullmatch(name):
+            raise ConfigError(f"MEDRAG_MILVUS_COLLECTION: {name!r} is not a Milvus name (letters, digits, _; not a digit first)")
+        self.uri = uri
+        self.name = name
+        self.lock_dir = lock_dir
+        self.token = token
+        self._client = None
+
+    @property
+    def client(self):
+        """The pymilvus client, connected on first use (a Milvus Lite path starts its engine in this process)."""
+        if self._client is None:
+            from pymilvus import MilvusClient
+
+            with self.calls():
+                self._client = MilvusClient(uri=self.uri, token=self.token or "")
+        return self._client
+
+    @contextmanager
+    def calls(self) -> Iterator[None]:
+        """Milvus's failures as one clear error, never a bare traceback."""
+        from grpc import RpcError
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            yield
+        except (MilvusException, RpcError) as error:
+            message = getattr(error, "message", None) or str(error)
+            raise StoreUnavailableError(f"Milvus at {self.uri} failed: {message}") from error
+
+    def live_version(self) -> str | None:
+        live = self._live()
+        return live[1]["version"] if live else None
+
+    def load(self, model_id: str | None = None) -> "MilvusIndex":
+        live = self._live()
+        if live is None:
+            raise IndexMissingError(f"no index in Milvus at {self.uri} (collection {self.name}): build it with "
+                                    "`medrag ingest` or copy a FAISS index there with `medrag migrate --to milvus`")
+        collection, manifest = live
+        if manifest.get("format") != FORMAT:
+            raise IndexMismatchError(f"Milvus collection {collection} has format {manifest.get('format')}, expected "
+                                     f"{FORMAT}: rebuild it with `medrag reindex`")
+        if model_id is not None and manifest["model_id"] != model_id:
+            raise IndexMismatchError(
+                f"Milvus collection {collection} was built with embedding model {manifest['model_id']!r} but the "
+                f"service is configured with {model_id!r}: set MEDRAG_EMBED_MODEL to match or rebuild with `medrag reindex`"
+            )
+        with self.calls():
+            self.client.load_collection(collection)
+            self.client.load_collection(f"{collection}_documents")
+            documents, counts = self._documents(collection)
+        return MilvusIndex(self, collection, manifest, documents, counts)
+
+    def lock(self, waiting: store.Waiting | None = None) -> AbstractContextManager[None]:
+        # Milvus has no locks: writers on this machine (the service, the CLI) take turns on a lock file.
+        # Writers on other machines must not write at the same time (docs/scale-out.md).
+        return store.write_lock(self.lock_dir, waiting)
+
+    def write(self, *, add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
+              remove: Collection[str], manifest: dict) -> str:
+        live = self._live()
+        version = store.version_name()
+        with self.calls():
+            if live is None or len(remove) >= live[1]["documents"]:
+                collection = f"{self.name}_{re.sub(r'[^A-Za-z0-9]', '_', version)}"
+                self._create(collection, manifest["dim"])
+            else:
+                collection = live[0]
+                if live[1]["dim"] != manifest["dim"]:
+                    raise IndexMismatchError(f"vectors of dimension {manifest['dim']} cannot join collection "
+                                             f"{collection} of dimension {live[1]['dim']}: rebuild with `medrag reindex`")
+                self._delete(collection, set(remove) | {d.doc_id for d in add})
+            self._insert(collection, add, chunks, vectors)
+            manifest = {**manifest, "format": FORMAT, "version": version, "index_type": "milvus-hnsw32-ip",
+                        "collection": collection, "documents": self._count(f"{collection}_documents", "part == 0"),
+                        "chunks": self._count(collection)}
+            self.client.alter_collection_properties(collection, {MANIFEST: json.dumps(manifest, ensure_ascii=False)})
+            if live is None or live[0] != collection:
+                self._switch(collection)
+        return version
+
+    def _live(self) -> tuple[str, dict] | None:
+        """The live chunks collection and its manifest, or None before the first write."""
+        with self.calls():
+            if self.name not in self.client.list_aliases().get("aliases", []):
+                return None
+            description = self.client.describe_collection(self.name)
+        manifest = description.get("properties", {}).get(MANIFEST)
+        return (description["collection_name"], json.loads(manifest)) if manifest else None
+
+    def _create(self, collection: str, dim: int) -> None:
+        from pymilvus import DataType, Function, FunctionType
+
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=VARCHAR_BYTES)
+        schema.add_field("doc_id", DataType.VARCHAR, max_length=VARCHAR_BYTES)
+        schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR_BYTES)
+        schema.add_field("place", DataType.JSON)
+        schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("lexical", DataType.VARCHAR, max_length=VARCHAR_BYTES, enable_analyzer=True,
+                         analyzer_params=ANALYZER)
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_field("terms", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=TERMS_CAPACITY,
+                         max_length=TERM_BYTES)
+        schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["lexical"],
+                                     output_field_names=["sparse"]))
+        indexes = self.client.prepare_index_params()
+        indexes.add_index("dense", index_type="HNSW", metric_type="IP", params=HNSW)
+        # BM25 with the FAISS store's k1 and b.
+        indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
+                          params={"bm25_k1": 1.2, "bm25_b": 0.75})
+        indexes.add_index("doc_id", index_type="INVERTED")
+        indexes.add_index("terms", index_type="INVERTED")
+        # Strong consistency: a reader sees every write acknowledged before its query.
+        self.client.create_collection(collection, schema=schema, index_params=indexes, consistency_level="Strong")
+
+        documents = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        documents.add_field("key", DataType.VARCHAR, is_primary=True, max_length=VARCHAR_BYTES)
+        documents.add_field("doc_id", DataType.VARCHAR, max_length=VARCHAR_BYTES)
+        documents.add_field("part", DataType.INT64)
+        documents.add_field("chunks", DataType.INT64)
+        documents.add_field("data", DataType.VARCHAR, max_length=VARCHAR_BYTES)
+        # Milvus wants a vector field in every collection; this one is never searched.
+        documents.add_field("unused", DataType.FLOAT_VECTOR, dim=2)
+        indexes = self.client.prepare_index_params()
+        indexes.add_index("unused", index_type="FLAT", metric_type="L2")
+        indexes.add_index("doc_id", index_type="INVERTED")
+        self.client.create_collection(f"{collection}_documents", schema=documents, index_params=indexes,
+                                      consistency_level="Strong")
+
+    def _delete(self, collection: str, doc_ids: set[str]) -> None:
+        ids = sorted(doc_ids)
+        for start in range(0, len(ids), BATCH):
+            condition = f"doc_id in [{', '.join(literal(i) for i in ids[start : start + BATCH])}]"
+            self.client.delete(collection, filter=condition)
+            self.client.delete(f"{collection}_documents", filter=condition)
+
+    def _insert(self, collection: str, add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        documents = {d.doc_id: d for d in add}
+        rows = []
+        for chunk, vector in zip(chunks, np.asarray(vectors, dtype=np.float32)):
+            searchable = store.searchable_text(chunk, documents[chunk.doc_id])
+            # Tokens over Milvus's element size are dropped: never a real word, and then they count as unseen.
+            terms = sorted(t for t in set(tokenize(searchable)) if len(t.encode()) <= TERM_BYTES)
+            if len(terms) > TERMS_CAPACITY:
+                raise ConfigError(f"chunk {chunk.chunk_id} has {len(terms)} distinct terms and Milvus holds "
+                                  f"{TERMS_CAPACITY}: lower MEDRAG_CHUNK_SIZE")
+            row = {"chunk_id": chunk.chunk_id, "doc_id": chunk.doc_id, "text": chunk.text,
+                   "place": {"start": chunk.start, "end": chunk.end, "section": list(chunk.section),
+                             "links": list(chunk.links)},
+                   "dense": vector.tolist(), "lexical": lexical_text(searchable), "terms": terms}
+            for field in ("chunk_id", "doc_id", "text", "lexical"):
+                if len(row[field].encode()) > VARCHAR_BYTES:
+                    raise ConfigError(f"chunk {chunk.chunk_id}: its {field} is over Milvus's {VARCHAR_BYTES} bytes: "
+                                      "lower MEDRAG_CHUNK_SIZE")
+            rows.append(row)
+        for start in range(0, len(rows), BATCH):
+            self.client.insert(collection, rows[start : start + BATCH])
+        counts: dict[str, int] = {}
+        for chunk in chunks:
+            counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
+        records = []
+        for document in add:
+            data = json.dumps(asdict(document))  # ASCII: every character is one byte
+            for part, start in enumerate(range(0, len(data), PART_CHARS)):
+                records.append({"key": f"{document.doc_id}#{part}", "doc_id": document.doc_id, "part": part,
+                                "chunks": counts.get(document.doc_id, 0), "data": data[start : start + PART_CHARS],
+                                "unused": [0.0, 0.0]})
+        for start in range(0, len(records), BATCH):
+            self.client.insert(f"{collection}_documents", records[start : start + BATCH])
+
+    def _switch(self, collection: str) -> None:
+        """Point the alias at `collection`, then drop all but the newest few versions."""
+        if self.name in self.client.list_aliases().get("aliases", []):
+            self.client.alter_alias(collection, self.name)
+        else:
+            self.client.create_alias(collection, self.name)
+        # Replicas still reading an older version keep it for a while, as with the FAISS store's folders.
+        pattern = re.compile(rf"{re.escape(self.name)}_v_\w+")
+        versions = sorted(c for c in self.client.list_collections()
+                          if pattern.fullmatch(c) and not c.endswith("_documents") and c != collection)
+        for old in versions[: max(0, len(versions) - (store.KEEP_VERSIONS - 1))]:
+            self.client.drop_collection(old)
+            self.client.drop_collection(f"{old}_documents")
+
+    def _count(self, collection: str, condition: str = "") -> int:
+        return int(self.client.query(collection, filter=condition, output_fields=["count(*)"])[0]["count(*)"])
+
+    def _documents(self, collection: str) -> tuple[dict[str, Document], dict[str, int]]:
+        parts: dict[str, dict[int, str]] = {}
+        counts: dict[str, int] = {}
+        iterator = self.client.query_iterator(f"{collection}_documents", batch_size=1000, filter="part >= 0",
+                                              output_fields=["doc_id", "part", "chunks", "data"])
+        try:
+            while rows := iterator.next():
+                for row in rows:
+                    parts.setdefault(row["doc_id"], {})[row["part"]] = row["data"]
+                    counts[row["doc_id"]] = row["chunks"]
+        finally:
+            iterator.close()
+        documents = {}
+        for doc_id, pieces in parts.items():
+            record = json.loads("".join(pieces[i] for i in sorted(pieces)))
+            documents[doc_id] = Document(**{**record, "sources": tuple(Source(**s) for s in record["sources"])})
+        return documents, counts
+
+
+class MilvusIndex:
+    """One version of the index in Milvus (an `IndexView`): the documents as loaded, searches on its collection."""
+
+    def __init__(self, owner: MilvusStore, collection: str, manifest: dict, documents: dict[str, Document],
+                 counts: dict[str, int]):
+        self.owner = owner
+        self.collection = collection
+        self.manifest = manifest
+        self.documents = documents
+        self.counts = counts
+        self._frequencies: dict[str, int] = {}
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    def chunk_counts(self) -> dict[str, int]:
+        return dict(self.counts)
+
+    def dense_search(self, vector: np.ndarray, k: int) -> list[Hit]:
+        with self.owner.calls():
+            found = self.owner.client.search(self.collection, data=[np.asarray(vector, np.float32).tolist()],
+                                             anns_field="dense", limit=k, output_fields=CHUNK_FIELDS,
+                                             search_params=self._dense_parameters(k))
+        return [Hit(chunk=_chunk(h["entity"]), score=float(h["distance"]), dense_score=float(h["distance"]))
+                for h in found[0]]
+
+    def lexical_search(self, text: str, k: int) -> list[Hit]:
+        with self.owner.calls():
+            found = self.owner.client.search(self.collection, data=[lexical_text(text)], anns_field="sparse", limit=k,
+                                             output_fields=CHUNK_FIELDS, search_params={"metric_type": "BM25"})
+        # Milvus Lite reports BM25 as a negative distance, the server as a positive score.
+        return [Hit(chunk=_chunk(h["entity"]), score=abs(float(h["distance"])), lexical_score=abs(float(h["distance"])))
+                for h in found[0]]
+
+    def hybrid_search(self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int) -> list[Hit]:
+        from pymilvus import AnnSearchRequest, RRFRanker
+
+        requests = [
+            AnnSearchRequest([np.asarray(vector, np.float32).tolist()], "dense", self._dense_parameters(depth), depth),
+            AnnSearchRequest([lexical_text(text)], "sparse", {"metric_type": "BM25"}, depth),
+        ]
+        with self.owner.calls():
+            found = self.owner.client.hybrid_search(self.collection, requests, RRFRanker(rrf_k), limit=k,
+                                                    output_fields=CHUNK_FIELDS)
+        return [Hit(chunk=_chunk(h["entity"]), score=float(h["distance"])) for h in found[0]]
+
+    def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
+        terms = list(terms)
+        with self.owner.calls():
+            for term in set(terms) - self._frequencies.keys():
+                self._frequencies[term] = self.owner._count(self.collection, f"array_contains(terms, {literal(term)})")
+        return self.manifest["chunks"], {term: self._frequencies[term] for term in terms}
+
+    @staticmethod
+    def _dense_parameters(k: int) -> dict:
+        return {"metric_type": "IP", "params": {"ef": max(EF_SEARCH, k)}}
+
+
+def _chunk(entity: dict) -> Chunk:
+    place = entity["place"]
+    return Chunk(chunk_id=entity["chunk_id"], doc_id=entity["doc_id"], text=entity["text"], start=place["start"],
+                 end=place["end"], section=tuple(place["section"]), links=tuple(place["links"]))
