@@ -96,6 +96,49 @@ def server(real_index, tmp_path_factory):
     running.stop()
 
 
+class MilvusLiteServer:
+    """`milvus-lite server` in a child process on a free loopback port: a real Milvus network endpoint."""
+
+    def __init__(self, data_dir: Path):
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = open(data_dir.parent / f"milvus-{self.port}.log", "w+")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(data_dir),
+             "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, timeout: float = 60) -> "MilvusLiteServer":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"milvus-lite server exited with {self.process.returncode}:\n{self.log.read()}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("milvus-lite server did not listen in time")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """A Milvus server (Milvus Lite's) reached over the network on 127.0.0.1, for the whole session."""
+    running = MilvusLiteServer(tmp_path_factory.mktemp("milvus") / "data").wait()
+    yield running
+    running.stop()
+
+
 class LoopbackSite:
     """A tiny HTTP server on a loopback address that counts the connections it accepts.
 

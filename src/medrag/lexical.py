@@ -14,6 +14,8 @@ from .textnorm import normalize
 jieba.setLogLevel(logging.WARNING)
 
 WORD = re.compile(r"[\w.%+-]+", re.UNICODE)
+# Whatever can never be part of a token.
+SEPARATORS = re.compile(r"[^\w.%+-]+", re.UNICODE)
 # Function words that carry no topic; kept short on purpose (BM25's idf handles the rest).
 STOPWORDS = frozenset(
     "的 了 和 与 及 是 在 有 为 对 中 等 也 而 或 被 将 把 其 之 于 以 这 那 这些 那些 一个 哪 哪些 哪家 什么 多少 "

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import store
 from .errors import ConfigError, IndexMismatchError, IndexMissingError, StoreUnavailableError
-from .lexical import STOPWORDS, tokenize
+from .lexical import SEPARATORS, STOPWORDS, tokenize
 from .textnorm import normalize
 from .types import Chunk, Document, Hit, Source
 
@@ -43,9 +43,10 @@ TERM_BYTES = 256
 PART_CHARS = 60_000
 BATCH = 256
 CHUNK_FIELDS = ["chunk_id", "doc_id", "text", "place"]
-# HNSW as the FAISS store uses above its exact limit; candidates are few (50), so ef stays small.
+# HNSW as the FAISS store builds above its exact limit (efSearch 256: recall@10 .94 at 1M chunks,
+# benchmarks/scale.py).
 HNSW = {"M": 32, "efConstruction": 80}
-EF_SEARCH = 96
+EF_SEARCH = 256
 ANALYZER = {"tokenizer": "jieba", "filter": [{"type": "stop", "stop_words": sorted(STOPWORDS)}]}
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,190}")
 
@@ -56,14 +57,22 @@ def literal(value: str) -> str:
 
 
 def lexical_text(text: str) -> str:
-    """What Milvus's analyzer gets: normalised and lower-cased, as `lexical.tokenize` sees text."""
-    return normalize(text).lower()
+    """What Milvus's analyzer gets: normalised, lower-cased and without punctuation, as `lexical.tokenize` keeps it.
+
+    jieba splits at punctuation anyway, so spaces in its place segment the words the same way, and
+    the analyzer then sees the tokens the FAISS store's BM25 counts.
+    """
+    return SEPARATORS.sub(" ", normalize(text).lower())
 
 
 class MilvusStore:
     """The index in Milvus at `uri`: http(s)://host:port for a server, or a local Milvus Lite path ending in .db."""
 
     def __init__(self, uri: str, name: str = "medrag", *, lock_dir: Path, token: str | None = None):
+        try:
+            import pymilvus  # noqa: F401
+        except ImportError:
+            raise ConfigError("MEDRAG_STORE=milvus needs pymilvus: pip install 'medrag[milvus]'") from None
         if not NAME.fullmatch(name):
             raise ConfigError(f"MEDRAG_MILVUS_COLLECTION: {name!r} is not a Milvus name (letters, digits, _; not a digit first)")
         self.uri = uri
@@ -177,12 +186,18 @@ class MilvusStore:
         indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
                           params={"bm25_k1": 1.2, "bm25_b": 0.75})
         indexes.add_index("doc_id", index_type="INVERTED")
-        indexes.add_index("terms", index_type="INVERTED")
         # Strong consistency: a reader sees every write acknowledged before its query.
-        self.client.create_collection(collection, schema=schema, index_params=indexes, consistency_level="Strong")
+        self.client.create_collection(collection, schema=schema, consistency_level="Strong")
+        if not self.client.get_server_version().startswith("milvus_lite"):
+            # A server counts terms from this index; Milvus Lite has none for arrays and scans them.
+            indexes.add_index("terms", index_type="INVERTED")
+        # Loading waits for the indexes (of an empty collection), so creating them need not poll.
+        self.client.create_index(collection, indexes, sync=False)
+        self.client.load_collection(collection)
 
-        documents = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-        documents.add_field("key", DataType.VARCHAR, is_primary=True, max_length=VARCHAR_BYTES)
+        # A numeric key: pymilvus's query iterator pages by key and does not escape string keys.
+        documents = self.client.create_schema(auto_id=True, enable_dynamic_field=False)
+        documents.add_field("key", DataType.INT64, is_primary=True)
         documents.add_field("doc_id", DataType.VARCHAR, max_length=VARCHAR_BYTES)
         documents.add_field("part", DataType.INT64)
         documents.add_field("chunks", DataType.INT64)
@@ -192,8 +207,9 @@ class MilvusStore:
         indexes = self.client.prepare_index_params()
         indexes.add_index("unused", index_type="FLAT", metric_type="L2")
         indexes.add_index("doc_id", index_type="INVERTED")
-        self.client.create_collection(f"{collection}_documents", schema=documents, index_params=indexes,
-                                      consistency_level="Strong")
+        self.client.create_collection(f"{collection}_documents", schema=documents, consistency_level="Strong")
+        self.client.create_index(f"{collection}_documents", indexes, sync=False)
+        self.client.load_collection(f"{collection}_documents")
 
     def _delete(self, collection: str, doc_ids: set[str]) -> None:
         ids = sorted(doc_ids)
@@ -230,7 +246,7 @@ class MilvusStore:
         for document in add:
             data = json.dumps(asdict(document))  # ASCII: every character is one byte
             for part, start in enumerate(range(0, len(data), PART_CHARS)):
-                records.append({"key": f"{document.doc_id}#{part}", "doc_id": document.doc_id, "part": part,
+                records.append({"doc_id": document.doc_id, "part": part,
                                 "chunks": counts.get(document.doc_id, 0), "data": data[start : start + PART_CHARS],
                                 "unused": [0.0, 0.0]})
         for start in range(0, len(records), BATCH):

@@ -47,3 +47,33 @@ def test_blank_llm_settings_mean_no_llm(monkeypatch):
     monkeypatch.setenv("MEDRAG_LLM_MODEL", " ")
     settings = Settings()
     assert settings.llm_base_url is None and settings.llm_model is None
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"store": "milvus"}, "MEDRAG_STORE=milvus needs MEDRAG_MILVUS_URI"),
+    ({"store": "milvus", "milvus_uri": "127.0.0.1:19530"}, "must be a server such as http://127.0.0.1:19530"),
+    ({"store": "elasticsearch"}, "'faiss' or 'milvus'"),
+])
+def test_the_store_settings_are_checked(env, message):
+    with pytest.raises(ValidationError, match=message):
+        Settings(**env)
+
+
+def test_milvus_is_chosen_by_environment_variables(monkeypatch, tmp_path):
+    from medrag.api.app import store_for
+    from medrag.milvus import MilvusStore
+
+    monkeypatch.setenv("MEDRAG_STORE", "milvus")
+    monkeypatch.setenv("MEDRAG_MILVUS_URI", str(tmp_path / "milvus.db"))
+    monkeypatch.setenv("MEDRAG_INDEX_DIR", str(tmp_path / "index"))
+    chosen = store_for(Settings())
+    assert isinstance(chosen, MilvusStore) and chosen.uri == str(tmp_path / "milvus.db") and chosen.name == "medrag"
+    assert chosen.lock_dir == tmp_path / "index"
+
+
+def test_a_collection_name_milvus_would_refuse_is_a_clear_error(tmp_path):
+    from medrag.errors import ConfigError
+    from medrag.milvus import MilvusStore
+
+    with pytest.raises(ConfigError, match="MEDRAG_MILVUS_COLLECTION: 'my-index' is not a Milvus name"):
+        MilvusStore(str(tmp_path / "milvus.db"), "my-index", lock_dir=tmp_path)

