@@ -46,7 +46,38 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class Server:
+class Child:
+    """A server in a child process, its output in a log file; `ready()` says when it answers."""
+
+    def start(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log = open(log_path, "w+")
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def wait(self, timeout: float = 120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"{type(self).__name__} exited with {self.process.returncode}:\n{self.log.read()}")
+            if self.ready():
+                return self
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{type(self).__name__} did not answer in time")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+class Server(Child):
     """`medrag serve` in a child process on a free loopback port."""
 
     def __init__(self, index_dir: Path, env: dict[str, str] | None = None, corpus_dir: Path = CORPUS):
@@ -56,34 +87,14 @@ class Server:
         self.feedback_path = index_dir.parent / f"feedback-{self.port}.jsonl"
         environment = {**os.environ, "MEDRAG_INDEX_DIR": str(index_dir), "MEDRAG_CORPUS_DIR": str(corpus_dir),
                        "MEDRAG_FEEDBACK_PATH": str(self.feedback_path), **(env or {})}
-        self.log = open(index_dir.parent / f"server-{self.port}.log", "w+")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "medrag.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=environment, stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.start([sys.executable, "-m", "medrag.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                   index_dir.parent / f"server-{self.port}.log", environment)
 
-    def wait(self, timeout: float = 120) -> "Server":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log.read()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("server did not answer /healthz in time")
-
-    def stop(self) -> None:
-        self.process.terminate()
+    def ready(self) -> bool:
         try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
 
 @pytest.fixture(scope="session")
@@ -96,39 +107,18 @@ def server(real_index, tmp_path_factory):
     running.stop()
 
 
-class MilvusLiteServer:
+class MilvusLiteServer(Child):
     """`milvus-lite server` in a child process on a free loopback port: a real Milvus network endpoint."""
 
     def __init__(self, data_dir: Path):
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
-        self.log = open(data_dir.parent / f"milvus-{self.port}.log", "w+")
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(data_dir),
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.start([str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(data_dir),
+                    "--host", "127.0.0.1", "--port", str(self.port)], data_dir.parent / f"milvus-{self.port}.log")
 
-    def wait(self, timeout: float = 60) -> "MilvusLiteServer":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError(f"milvus-lite server exited with {self.process.returncode}:\n{self.log.read()}")
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("milvus-lite server did not listen in time")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
+    def ready(self) -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
 
 @pytest.fixture(scope="session")

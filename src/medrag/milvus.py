@@ -20,6 +20,7 @@ written after its chunks).
 
 import json
 import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
@@ -113,14 +114,7 @@ class MilvusStore:
             raise IndexMissingError(f"no index in Milvus at {self.uri} (collection {self.name}): build it with "
                                     "`medrag ingest` or copy a FAISS index there with `medrag migrate --to milvus`")
         collection, manifest = live
-        if manifest.get("format") != FORMAT:
-            raise IndexMismatchError(f"Milvus collection {collection} has format {manifest.get('format')}, expected "
-                                     f"{FORMAT}: rebuild it with `medrag reindex`")
-        if model_id is not None and manifest["model_id"] != model_id:
-            raise IndexMismatchError(
-                f"Milvus collection {collection} was built with embedding model {manifest['model_id']!r} but the "
-                f"service is configured with {model_id!r}: set MEDRAG_EMBED_MODEL to match or rebuild with `medrag reindex`"
-            )
+        store.check(manifest, f"Milvus collection {collection}", FORMAT, model_id)
         with self.calls():
             self.client.load_collection(collection)
             self.client.load_collection(f"{collection}_documents")
@@ -134,6 +128,7 @@ class MilvusStore:
 
     def write(self, *, add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
               remove: Collection[str], manifest: dict) -> str:
+        rows, records = _rows(add, chunks, vectors)  # checked before anything is written
         live = self._live()
         version = store.version_name()
         with self.calls():
@@ -146,7 +141,7 @@ class MilvusStore:
                     raise IndexMismatchError(f"vectors of dimension {manifest['dim']} cannot join collection "
                                              f"{collection} of dimension {live[1]['dim']}: rebuild with `medrag reindex`")
                 self._delete(collection, set(remove) | {d.doc_id for d in add})
-            self._insert(collection, add, chunks, vectors)
+            self._insert(collection, rows, records)
             manifest = {**manifest, "format": FORMAT, "version": version, "index_type": "milvus-hnsw32-ip",
                         "collection": collection, "documents": self._count(f"{collection}_documents", "part == 0"),
                         "chunks": self._count(collection)}
@@ -218,37 +213,10 @@ class MilvusStore:
             self.client.delete(collection, filter=condition)
             self.client.delete(f"{collection}_documents", filter=condition)
 
-    def _insert(self, collection: str, add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        documents = {d.doc_id: d for d in add}
-        rows = []
-        for chunk, vector in zip(chunks, np.asarray(vectors, dtype=np.float32)):
-            searchable = store.searchable_text(chunk, documents[chunk.doc_id])
-            # Tokens over Milvus's element size are dropped: never a real word, and then they count as unseen.
-            terms = sorted(t for t in set(tokenize(searchable)) if len(t.encode()) <= TERM_BYTES)
-            if len(terms) > TERMS_CAPACITY:
-                raise ConfigError(f"chunk {chunk.chunk_id} has {len(terms)} distinct terms and Milvus holds "
-                                  f"{TERMS_CAPACITY}: lower MEDRAG_CHUNK_SIZE")
-            row = {"chunk_id": chunk.chunk_id, "doc_id": chunk.doc_id, "text": chunk.text,
-                   "place": {"start": chunk.start, "end": chunk.end, "section": list(chunk.section),
-                             "links": list(chunk.links)},
-                   "dense": vector.tolist(), "lexical": lexical_text(searchable), "terms": terms}
-            for field in ("chunk_id", "doc_id", "text", "lexical"):
-                if len(row[field].encode()) > VARCHAR_BYTES:
-                    raise ConfigError(f"chunk {chunk.chunk_id}: its {field} is over Milvus's {VARCHAR_BYTES} bytes: "
-                                      "lower MEDRAG_CHUNK_SIZE")
-            rows.append(row)
+    def _insert(self, collection: str, rows: list[dict], records: list[dict]) -> None:
+        """Chunks first: a document's record says all its chunks are in."""
         for start in range(0, len(rows), BATCH):
             self.client.insert(collection, rows[start : start + BATCH])
-        counts: dict[str, int] = {}
-        for chunk in chunks:
-            counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
-        records = []
-        for document in add:
-            data = json.dumps(asdict(document))  # ASCII: every character is one byte
-            for part, start in enumerate(range(0, len(data), PART_CHARS)):
-                records.append({"doc_id": document.doc_id, "part": part,
-                                "chunks": counts.get(document.doc_id, 0), "data": data[start : start + PART_CHARS],
-                                "unused": [0.0, 0.0]})
         for start in range(0, len(records), BATCH):
             self.client.insert(f"{collection}_documents", records[start : start + BATCH])
 
@@ -345,6 +313,35 @@ class MilvusIndex:
     @staticmethod
     def _dense_parameters(k: int) -> dict:
         return {"metric_type": "IP", "params": {"ef": max(EF_SEARCH, k)}}
+
+
+def _rows(add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """The chunks' rows and the documents' records; a chunk over Milvus's limits is a clear error."""
+    documents = {d.doc_id: d for d in add}
+    rows = []
+    for chunk, vector in zip(chunks, np.asarray(vectors, dtype=np.float32)):
+        searchable = store.searchable_text(chunk, documents[chunk.doc_id])
+        # Tokens over Milvus's element size are dropped: never a real word, and then they count as unseen.
+        terms = sorted(t for t in set(tokenize(searchable)) if len(t.encode()) <= TERM_BYTES)
+        if len(terms) > TERMS_CAPACITY:
+            raise ConfigError(f"chunk {chunk.chunk_id} has {len(terms)} distinct terms and Milvus holds "
+                              f"{TERMS_CAPACITY}: lower MEDRAG_CHUNK_SIZE")
+        row = {"chunk_id": chunk.chunk_id, "doc_id": chunk.doc_id, "text": chunk.text,
+               "place": {"start": chunk.start, "end": chunk.end, "section": list(chunk.section), "links": list(chunk.links)},
+               "dense": vector.tolist(), "lexical": lexical_text(searchable), "terms": terms}
+        for field in ("chunk_id", "doc_id", "text", "lexical"):
+            if len(row[field].encode()) > VARCHAR_BYTES:
+                raise ConfigError(f"chunk {chunk.chunk_id}: its {field} is over Milvus's {VARCHAR_BYTES} bytes: "
+                                  "lower MEDRAG_CHUNK_SIZE")
+        rows.append(row)
+    counts = Counter(chunk.doc_id for chunk in chunks)
+    records = []
+    for document in add:
+        data = json.dumps(asdict(document))  # ASCII: every character is one byte
+        for part, start in enumerate(range(0, len(data), PART_CHARS)):
+            records.append({"doc_id": document.doc_id, "part": part, "chunks": counts[document.doc_id],
+                            "data": data[start : start + PART_CHARS], "unused": [0.0, 0.0]})
+    return rows, records
 
 
 def _chunk(entity: dict) -> Chunk:

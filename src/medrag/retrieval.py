@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from .embedding import Embedder
-from .store import IndexView
+from .store import IndexView, fused_hits
 from .textnorm import normalize
 from .types import Hit
 
@@ -49,7 +49,6 @@ class Retriever:
     def _weighted(self, dense: list[Hit], lexical: list[Hit], k: int) -> list[Hit]:
         """Min-max normalised scores of each ranking, blended by `dense_weight`."""
         fused: dict[str, float] = {}
-        chunks = {}
         for ranking, weight in ((dense, self.dense_weight), (lexical, 1 - self.dense_weight)):
             if not ranking:
                 continue
@@ -57,9 +56,4 @@ class Retriever:
             for hit in ranking:
                 share = (hit.score - low) / (high - low) if high > low else 1.0
                 fused[hit.chunk.chunk_id] = fused.get(hit.chunk.chunk_id, 0.0) + weight * share
-                chunks[hit.chunk.chunk_id] = hit.chunk
-        dense_scores = {h.chunk.chunk_id: h.dense_score for h in dense}
-        lexical_scores = {h.chunk.chunk_id: h.lexical_score for h in lexical}
-        ranked = sorted(fused.items(), key=lambda item: -item[1])[:k]
-        return [Hit(chunk=chunks[i], score=score, dense_score=dense_scores.get(i), lexical_score=lexical_scores.get(i, 0.0))
-                for i, score in ranked]
+        return fused_hits(fused, dense, lexical, k)

@@ -118,11 +118,15 @@ def version_name() -> str:
 def fuse_rrf(dense: list[Hit], lexical: list[Hit], k: int, rrf_k: int) -> list[Hit]:
     """Reciprocal-rank fusion of two best-first rankings (ranks count from 1)."""
     fused: dict[str, float] = {}
-    chunks: dict[str, Chunk] = {}
     for ranking in (dense, lexical):
         for rank, hit in enumerate(ranking, start=1):
             fused[hit.chunk.chunk_id] = fused.get(hit.chunk.chunk_id, 0.0) + 1.0 / (rrf_k + rank)
-            chunks[hit.chunk.chunk_id] = hit.chunk
+    return fused_hits(fused, dense, lexical, k)
+
+
+def fused_hits(fused: dict[str, float], dense: list[Hit], lexical: list[Hit], k: int) -> list[Hit]:
+    """The k best fused scores as hits, with each ranking's own score where the chunk was in it."""
+    chunks = {h.chunk.chunk_id: h.chunk for h in (*dense, *lexical)}
     dense_scores = {h.chunk.chunk_id: h.dense_score for h in dense}
     lexical_scores = {h.chunk.chunk_id: h.lexical_score for h in lexical}
     ranked = sorted(fused.items(), key=lambda item: -item[1])[:k]
@@ -284,15 +288,21 @@ def load(root: Path, model_id: str | None = None) -> Index:
     raise IndexMismatchError(f"index in {root}/ changed under the reader three times; try again")
 
 
-def _load(path: Path, model_id: str | None) -> Index:
-    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    if manifest.get("format") != FORMAT:
-        raise IndexMismatchError(f"index {path.name} has format {manifest.get('format')}, expected {FORMAT}: rebuild it with `medrag reindex`")
+def check(manifest: dict, name: str, expected_format: int, model_id: str | None) -> None:
+    """Refuse a version of another format, or one built by another model than `model_id`."""
+    if manifest.get("format") != expected_format:
+        raise IndexMismatchError(f"{name} has format {manifest.get('format')}, expected {expected_format}: "
+                                 "rebuild it with `medrag reindex`")
     if model_id is not None and manifest["model_id"] != model_id:
         raise IndexMismatchError(
-            f"index {path.name} was built with embedding model {manifest['model_id']!r} but the service is "
+            f"{name} was built with embedding model {manifest['model_id']!r} but the service is "
             f"configured with {model_id!r}: set MEDRAG_EMBED_MODEL to match or rebuild with `medrag reindex`"
         )
+
+
+def _load(path: Path, model_id: str | None) -> Index:
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    check(manifest, f"index {path.name}", FORMAT, model_id)
     chunks = [_chunk(json.loads(line)) for line in _lines(path / "chunks.jsonl")]
     documents = {d.doc_id: d for d in (_document(json.loads(line)) for line in _lines(path / "documents.jsonl"))}
     vectors = faiss.read_index(str(path / "vectors.faiss"))

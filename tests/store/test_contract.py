@@ -13,7 +13,7 @@ import pytest
 
 from medrag import corpus, indexing
 from medrag.embedding import FakeEmbedder
-from medrag.errors import IndexMismatchError, IndexMissingError
+from medrag.errors import ConfigError, IndexMismatchError, IndexMissingError
 from medrag.lexical import tokenize
 from medrag.store import FaissStore, searchable_text
 
@@ -192,3 +192,14 @@ def test_an_empty_index_answers_every_search_with_nothing(target):
     assert view.dense_search(vector, 5) == view.lexical_search("蓝鲸", 5) == []
     assert view.hybrid_search("蓝鲸", vector, 5, depth=50, rrf_k=10) == []
     assert view.term_statistics(["蓝鲸"]) == (0, {"蓝鲸": 0})
+
+
+@pytest.mark.parametrize("target", ["milvus-lite"], indirect=True)
+def test_milvus_refuses_a_chunk_over_its_limits_before_writing_anything(target):
+    whale = corpus.from_text(WHALE, path="whale.md")
+    before = update(target, add=[whale]).version
+    huge = corpus.from_text("# 长文\n" + "蓝鲸" * 20_000, path="huge.md")  # 120,000 bytes in one sentence
+    with pytest.raises(ConfigError, match="over Milvus's 65535 bytes: lower MEDRAG_CHUNK_SIZE"):
+        indexing.update(target, FakeEmbedder(), add=[huge], size=100_000, overlap=0)
+    assert target.live_version() == before and list(target.load().documents) == [whale.doc_id]
+    assert target.load().chunk_counts() == {whale.doc_id: len(indexing.chunk_document(whale, 120, 20))}
