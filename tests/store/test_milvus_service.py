@@ -78,8 +78,9 @@ def test_the_public_set_scores_the_same_on_milvus_as_on_faiss(server, replicas, 
                     print(f"[{name}] missed {item.id}: {item.question} -> {item.answer}")
     for metric in ("answer_accuracy", "refusal_accuracy", "cited_evidence", "evidence_hit@5"):
         assert milvus_summary[metric] == faiss_summary[metric] >= 0.9, metric
-    # The refusal decision is the same evidence score on both stores, question by question.
+    # The answerer's evidence score, which decides refusals, is the same on both stores, question by question.
     assert [i.found for i in on_milvus.items] == [i.found for i in on_faiss.items]
+    assert [i.evidence for i in on_milvus.items] == pytest.approx([i.evidence for i in on_faiss.items], abs=1e-6)
 
 
 def test_health_names_the_milvus_collection_and_where_it_came_from(replicas, milvus_env, real_index):
@@ -133,3 +134,15 @@ def test_a_milvus_that_cannot_be_reached_is_a_clean_503(tmp_path):
         assert f"Milvus at http://127.0.0.1:{port} failed" in response.json()["detail"]
         health = client.get("/healthz").json()
         assert (health["status"], health["code"]) == ("no_index", "store_unavailable")
+
+
+def test_the_command_line_builds_and_asks_on_milvus_lite(tmp_path):
+    env = {"MEDRAG_STORE": "milvus", "MEDRAG_MILVUS_URI": str(tmp_path / "milvus.db"),
+           "MEDRAG_INDEX_DIR": str(tmp_path / "index")}
+    built = medrag("ingest", str(DATA / "widget"), env=env)
+    assert built.returncode == 0, built.stderr
+    assert "added" in built.stdout and (tmp_path / "milvus.db").is_dir()
+    assert not (tmp_path / "index" / "CURRENT").exists()  # nothing went to the FAISS store
+    asked = medrag("ask", "Zorvex 的推荐剂量是多少？", env=env)
+    assert asked.returncode == 0, asked.stderr
+    assert "5 毫克" in asked.stdout and "Zorvex 测试药物说明" in asked.stdout
