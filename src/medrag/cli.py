@@ -6,6 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from .errors import BadInputError, MedragError
 from .settings import Settings
 
@@ -57,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         return runners[args.command](args, settings)
     except MedragError as error:
         print(f"medrag: {error}", file=sys.stderr)
+        return 2
+    except ValidationError as error:  # a MEDRAG_* setting out of range: say which, without a traceback
+        for problem in error.errors():
+            field = "MEDRAG_" + "_".join(str(part) for part in problem["loc"]).upper() if problem["loc"] else "settings"
+            print(f"medrag: {field}: {problem['msg']}", file=sys.stderr)
         return 2
 
 

@@ -40,36 +40,49 @@ def idf(chunks: int, frequency: int) -> float:
 
 
 class BM25:
-    """Okapi BM25 (k1, b) with idf = ln(1 + (N - df + 0.5) / (df + 0.5))."""
+    """Okapi BM25 (k1, b) with idf = ln(1 + (N - df + 0.5) / (df + 0.5)).
 
-    def __init__(self, vocabulary: dict[str, int], weights: sparse.csc_matrix, idf: np.ndarray):
+    The term counts are the stored state; weights and idf derive from them. A new index version
+    keeps the surviving chunks' rows and counts only the new chunks, so adding a document costs
+    tokenising that document, not the whole corpus again.
+    """
+
+    def __init__(self, vocabulary: dict[str, int], counts: sparse.csr_matrix, k1: float = 1.2, b: float = 0.75):
         self.vocabulary = vocabulary
-        self.weights = weights  # documents x terms, each cell the term's full BM25 contribution
-        self.idf = idf
+        self.counts = counts  # documents x terms, how often each term occurs in each document
+        n_docs = counts.shape[0]
+        df = np.diff(counts.tocsc().indptr).astype(np.float32)
+        self.idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+        lengths = np.asarray(counts.sum(axis=1), dtype=np.float32).ravel()
+        average = float(lengths.mean()) if n_docs else 1.0
+        norm = k1 * (1 - b + b * lengths / max(average, 1e-9))
+        tf = counts.tocoo()
+        values = tf.data * (k1 + 1) / (tf.data + norm[tf.row]) * self.idf[tf.col]
+        # documents x terms, each cell the term's full BM25 contribution
+        self.weights = sparse.csc_matrix((values.astype(np.float32), (tf.row, tf.col)), shape=tf.shape)
 
     @classmethod
-    def build(cls, token_lists: list[list[str]], k1: float = 1.2, b: float = 0.75) -> "BM25":
-        vocabulary: dict[str, int] = {}
-        rows, cols, counts = [], [], []
-        lengths = np.zeros(len(token_lists), dtype=np.float32)
+    def build(cls, token_lists: list[list[str]]) -> "BM25":
+        return cls({}, sparse.csr_matrix((0, 0), dtype=np.float32)).extend(token_lists)
+
+    def keep(self, rows: list[int]) -> "BM25":
+        """The same statistics over only these documents (rows), in this order."""
+        return BM25(self.vocabulary, self.counts[rows])
+
+    def extend(self, token_lists: list[list[str]]) -> "BM25":
+        """These statistics plus new documents, appended after the existing ones."""
+        vocabulary = dict(self.vocabulary)
+        rows, cols, values = [], [], []
         for row, tokens in enumerate(token_lists):
-            lengths[row] = len(tokens)
             for token, count in Counter(tokens).items():
                 rows.append(row)
                 cols.append(vocabulary.setdefault(token, len(vocabulary)))
-                counts.append(count)
-        n_docs = len(token_lists)
-        tf = sparse.csr_matrix(
-            (np.asarray(counts, dtype=np.float32), (rows, cols)), shape=(n_docs, len(vocabulary))
-        )
-        df = np.bincount(np.asarray(cols, dtype=np.int64), minlength=len(vocabulary)).astype(np.float32)
-        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
-        average = float(lengths.mean()) if n_docs else 1.0
-        norm = k1 * (1 - b + b * lengths / max(average, 1e-9))
-        tf = tf.tocoo()
-        values = tf.data * (k1 + 1) / (tf.data + norm[tf.row]) * idf[tf.col]
-        weights = sparse.csc_matrix((values.astype(np.float32), (tf.row, tf.col)), shape=tf.shape)
-        return cls(vocabulary, weights, idf)
+                values.append(count)
+        shape = (len(token_lists), len(vocabulary))
+        added = sparse.csr_matrix((np.asarray(values, dtype=np.float32), (rows, cols)), shape=shape)
+        old = self.counts.copy()
+        old.resize((old.shape[0], len(vocabulary)))
+        return BM25(vocabulary, sparse.vstack([old, added], format="csr"))
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         """BM25 score of every document for the query (repeated query terms count once)."""
@@ -88,8 +101,7 @@ class BM25:
         return 0 if column is None else int(self.weights.indptr[column + 1] - self.weights.indptr[column])
 
     def save(self, path) -> None:
-        sparse.save_npz(path / "bm25.npz", self.weights)
-        np.save(path / "bm25_idf.npy", self.idf)
+        sparse.save_npz(path / "bm25_counts.npz", self.counts)
         terms = [""] * len(self.vocabulary)
         for term, index in self.vocabulary.items():
             terms[index] = term
@@ -97,8 +109,7 @@ class BM25:
 
     @classmethod
     def load(cls, path) -> "BM25":
-        weights = sparse.load_npz(path / "bm25.npz").tocsc()
-        idf = np.load(path / "bm25_idf.npy")
+        counts = sparse.load_npz(path / "bm25_counts.npz").tocsr()
         text = (path / "bm25_terms.txt").read_text(encoding="utf-8")
         terms = text.split("\n") if text else []
-        return cls({term: i for i, term in enumerate(terms)}, weights, idf)
+        return cls({term: i for i, term in enumerate(terms)}, counts)

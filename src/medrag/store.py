@@ -9,7 +9,7 @@ Layout under the index folder:
     CURRENT                 name of the live version (replaced atomically)
     LOCK                    held (flock) by the one process writing a new version
     v-<time>-<rand>/        one complete version: manifest.json, vectors.faiss, chunks.jsonl,
-                            documents.jsonl, bm25.npz, bm25_idf.npy, bm25_terms.txt
+                            documents.jsonl, bm25_counts.npz, bm25_terms.txt
 
 A version is written under a temporary name, flushed to disk, renamed into place, and only
 then named in CURRENT; so a crash at any point leaves the previous version live and whole.
@@ -38,7 +38,7 @@ from .lexical import BM25, tokenize
 from .textnorm import normalize
 from .types import Chunk, Document, Hit, Source
 
-FORMAT = 1
+FORMAT = 2  # 2: BM25 stored as term counts (bm25_counts.npz), not weights
 # Exact search up to this many vectors; beyond it an HNSW graph keeps queries in milliseconds
 # (recall against exact search is measured in benchmarks/).
 EXACT_LIMIT = 200_000
@@ -166,7 +166,11 @@ class FaissStore:
         documents.update((d.doc_id, d) for d in add)
         everything = survivors + list(chunks)
         started = time.perf_counter()
-        bm25 = BM25.build([tokenize(searchable_text(c, documents[c.doc_id])) for c in everything])
+        fresh = [tokenize(searchable_text(c, documents[c.doc_id])) for c in chunks]
+        if survivors:  # only the new chunks are tokenised; the survivors keep their counts
+            bm25 = live.bm25.keep([rows[c.chunk_id] for c in survivors]).extend(fresh)
+        else:
+            bm25 = BM25.build(fresh)
         lexical = time.perf_counter() - started
         # The lexical index is this store's part of the build, so its time is added here.
         manifest = {**manifest, "build_seconds": round(manifest.get("build_seconds", 0) + lexical, 3),

@@ -60,3 +60,12 @@ def test_eval_compares_retrievers_locally_and_against_a_server(tmp_path, server,
     assert remote.returncode == 0, remote.stderr
     remote_summary = json.loads((tmp_path / "remote.json").read_text(encoding="utf-8"))["hybrid"]["summary"]
     assert remote_summary["answer_accuracy"] == results["hybrid"]["summary"]["answer_accuracy"]
+
+
+def test_a_bad_setting_is_one_clear_line(tmp_path):
+    result = medrag("ask", "问题", env={"MEDRAG_TOP_K": "0", "MEDRAG_INDEX_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert "MEDRAG_TOP_K" in result.stderr and "Traceback" not in result.stderr
+    result = medrag("ask", "问题", env={"MEDRAG_CHUNK_OVERLAP": "400", "MEDRAG_INDEX_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert "MEDRAG_CHUNK_OVERLAP (400) must be smaller" in result.stderr and "Traceback" not in result.stderr

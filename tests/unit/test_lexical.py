@@ -34,3 +34,14 @@ def test_bm25_survives_a_save_and_load(tmp_path):
     query = tokenize("医学")
     assert np.allclose(loaded.scores(query), bm25.scores(query))
     assert loaded.vocabulary == bm25.vocabulary
+
+
+def test_keeping_and_extending_equals_building_from_scratch():
+    texts = ["高血压患者可以吃党参", "糖尿病的饮食控制", "高血压的药物治疗和饮食", "党参补气"]
+    tokens = [tokenize(t) for t in texts]
+    whole = BM25.build([tokens[0], tokens[2], tokens[3]])
+    pieced = BM25.build(tokens[:3]).keep([0, 2]).extend([tokens[3]])
+    for query in ("党参", "高血压 饮食", "糖尿病"):
+        assert np.allclose(pieced.scores(tokenize(query)), whole.scores(tokenize(query)))
+        assert pieced.idf_of(tokenize(query)[0]) == whole.idf_of(tokenize(query)[0])
+    assert pieced.document_frequency("糖尿病") == 0  # a dropped document's terms no longer count
