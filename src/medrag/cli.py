@@ -202,9 +202,10 @@ def run_ask(args, settings: Settings) -> int:
     from .api.app import pipeline_for
 
     pipeline = pipeline_for(settings)
-    answer = pipeline.ask(args.question, args.top_k)
+    snapshot = pipeline.snapshot()  # one version for the answer and the documents it cites
+    answer = pipeline.ask(args.question, args.top_k, snapshot=snapshot)
     print(answer.text)
-    documents = pipeline.snapshot().index.documents
+    documents = snapshot.index.documents
     for citation in answer.citations:
         chunk = citation.hit.chunk
         document = documents.get(chunk.doc_id)
@@ -246,13 +247,14 @@ def _local(settings: Settings, mode: str):
     pipeline = pipeline_for(settings)
 
     def ask(question: str) -> dict:
-        answer = pipeline.ask(question, mode=mode)
-        return answer_out(answer, pipeline.snapshot().index.documents).model_dump()
+        snapshot = pipeline.snapshot()
+        return answer_out(pipeline.ask(question, mode=mode, snapshot=snapshot), snapshot.index.documents).model_dump()
 
     def search(question: str, k: int) -> list[dict]:
-        documents = pipeline.snapshot().index.documents
+        snapshot = pipeline.snapshot()
+        documents = snapshot.index.documents
         return [citation_out(i + 1, h, documents.get(h.chunk.doc_id)).model_dump()
-                for i, h in enumerate(pipeline.search(question, k, mode))]
+                for i, h in enumerate(pipeline.search(question, k, mode, snapshot=snapshot))]
 
     return ask, search
 

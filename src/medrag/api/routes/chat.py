@@ -10,13 +10,13 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from ...errors import BadInputError, MedragError, UnknownModelError
-from ...types import Answer, Turn
+from ...types import Answer, Document, Turn
 from ..deps import PipelineDep
 from ..schemas import ChatMessage, ChatRequest, ModelList, ModelOut, answer_out
 
@@ -41,13 +41,15 @@ def chat_completions(body: ChatRequest, pipeline: PipelineDep):
     question, history = conversation(body.messages)
     completion = f"chatcmpl-{uuid.uuid4().hex}"
     if not body.stream:
-        answer = pipeline.ask(question, history=history)
+        snapshot = pipeline.snapshot()  # one version for the answer and the documents it cites
+        answer = pipeline.ask(question, history=history, snapshot=snapshot)
         return {**envelope(completion, "chat.completion"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
                              "finish_reason": "stop"}],
-                **extras(answer, pipeline)}
-    pieces = pipeline.stream(question, history=history)  # bad input and a missing index fail here, as JSON
-    return StreamingResponse(chunks(completion, pieces, pipeline), media_type="text/event-stream",
+                **extras(answer, snapshot.index.documents)}
+    snapshot = pipeline.snapshot()
+    pieces = pipeline.stream(question, history=history, snapshot=snapshot)  # bad input and a missing index fail here, as JSON
+    return StreamingResponse(chunks(completion, pieces, snapshot.index.documents), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -72,15 +74,15 @@ def envelope(completion: str, kind: str) -> dict:
     return {"id": completion, "object": kind, "created": int(time.time()), "model": MODEL}
 
 
-def extras(answer: Answer, pipeline) -> dict:
+def extras(answer: Answer, documents: Mapping[str, Document]) -> dict:
     """`citations`, and medrag's other answer fields under `medrag`."""
-    out = answer_out(answer, pipeline.snapshot().index.documents).model_dump()
+    out = answer_out(answer, documents).model_dump()
     citations = out.pop("citations")
     out.pop("answer")
     return {"citations": citations, "medrag": out}
 
 
-def chunks(completion: str, pieces: Iterator, pipeline) -> Iterator[str]:
+def chunks(completion: str, pieces: Iterator, documents: Mapping[str, Document]) -> Iterator[str]:
     """chat.completion.chunk events: the role, the text pieces, then the finish with the citations."""
     def event(payload: dict) -> str:
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
@@ -92,7 +94,7 @@ def chunks(completion: str, pieces: Iterator, pipeline) -> Iterator[str]:
         for piece in pieces:
             if isinstance(piece, Answer):
                 yield event({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                             **extras(piece, pipeline)})
+                             **extras(piece, documents)})
             elif piece:
                 yield event({**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
     except Exception as error:  # the status line is sent already: report in the stream, as OpenAI servers do
