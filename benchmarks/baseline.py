@@ -94,8 +94,13 @@ def main() -> None:
     for _ in range(args.repeat):
         shutil.rmtree(scratch / "index", ignore_errors=True)
         started = time.perf_counter()
-        update(scratch / "index", embeddings.model, add=corpus.load_paths([ROOT / "corpus"]),
-               size=settings.chunk_size, overlap=settings.chunk_overlap)
+        update(
+            scratch / "index",
+            embeddings.model,
+            add=corpus.load_paths([ROOT / "corpus"]),
+            size=settings.chunk_size,
+            overlap=settings.chunk_overlap,
+        )
         ours_seconds.append(time.perf_counter() - started)
     pipeline = Pipeline(scratch / "index", embeddings.model)
     ours_chunks = len(pipeline.snapshot().index.chunks)
@@ -110,12 +115,23 @@ def main() -> None:
     shutil.rmtree(scratch, ignore_errors=True)
 
     baseline.update(chunks=lang_chunks, ingest_seconds=round(min(lang_seconds), 3))
-    ours.update(chunks=ours_chunks, ingest_seconds=round(min(ours_seconds), 3),
-                ask_p50_ms=round(statistics.median(ask_times), 2))
-    ratios = {key: round(ours[key] / baseline[key], 3) for key in ("hit@1", "hit@5", "mrr@5", "query_p50_ms", "ingest_seconds")
-              if baseline[key]}
-    report = {"questions": len(items), "answerable_with_evidence": sum(1 for i in items if i["answerable"]),
-              "langchain": baseline, "medrag": ours, "ratio_medrag_to_langchain": ratios}
+    ours.update(
+        chunks=ours_chunks,
+        ingest_seconds=round(min(ours_seconds), 3),
+        ask_p50_ms=round(statistics.median(ask_times), 2),
+    )
+    ratios = {
+        key: round(ours[key] / baseline[key], 3)
+        for key in ("hit@1", "hit@5", "mrr@5", "query_p50_ms", "ingest_seconds")
+        if baseline[key]
+    }
+    report = {
+        "questions": len(items),
+        "answerable_with_evidence": sum(1 for i in items if i["answerable"]),
+        "langchain": baseline,
+        "medrag": ours,
+        "ratio_medrag_to_langchain": ratios,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "baseline.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
     plot(report, args.out / "baseline.png")
@@ -132,7 +148,12 @@ def plot(report: dict, path: Path) -> None:
     metrics = ["hit@1", "hit@5", "mrr@5"]
     for offset, name in ((-0.2, "langchain"), (0.2, "medrag")):
         left.bar([i + offset for i in range(3)], [report[name][m] for m in metrics], 0.4, label=name)
-        right.bar([i + offset for i in range(2)], [report[name]["query_p50_ms"], report[name]["ingest_seconds"] * 1000], 0.4, label=name)
+        right.bar(
+            [i + offset for i in range(2)],
+            [report[name]["query_p50_ms"], report[name]["ingest_seconds"] * 1000],
+            0.4,
+            label=name,
+        )
     left.set_xticks(range(3), metrics)
     left.set(title="retrieval quality (public + dev questions)", ylim=(0, 1.05))
     right.set_xticks(range(2), ["query p50 (ms)", "ingest report (ms)"])

@@ -45,8 +45,12 @@ def start_server(index_dir: Path) -> tuple[subprocess.Popen, str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "MEDRAG_INDEX_DIR": str(index_dir), "MEDRAG_CORPUS_DIR": str(ROOT / "corpus")}
-    process = subprocess.Popen([sys.executable, "-m", "medrag.cli", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "medrag.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -108,7 +112,9 @@ def plot(report: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--index", type=Path, help="serve this index (default: build the shipped corpus into a temp folder)")
+    parser.add_argument(
+        "--index", type=Path, help="serve this index (default: build the shipped corpus into a temp folder)"
+    )
     parser.add_argument("--requests", type=int, default=200, help="requests per endpoint and level")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--out", type=Path, default=HERE / "results")
@@ -126,8 +132,10 @@ def main() -> None:
                 "server_start_seconds": round(startup, 2),
                 "index": httpx.get(f"{url}/healthz").json()["index"],
                 "cold_ask_single_client": cold,
-                "levels": {endpoint: [run_level(url, endpoint, c, args.requests, texts) for c in args.clients]
-                           for endpoint in ("/ask", "/search")},
+                "levels": {
+                    endpoint: [run_level(url, endpoint, c, args.requests, texts) for c in args.clients]
+                    for endpoint in ("/ask", "/search")
+                },
             }
         finally:
             process.terminate()

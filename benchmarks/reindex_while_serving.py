@@ -24,8 +24,13 @@ import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-QUESTIONS = ["MedGPT有多少参数？", "MMed-Llama 3在MMedBench上的准确率是多少？", "MedLM是哪两家机构合作的？",
-             "What is MedGPT's diagnostic agreement with attending physicians?", "今天天气怎么样？"]
+QUESTIONS = [
+    "MedGPT有多少参数？",
+    "MMed-Llama 3在MMedBench上的准确率是多少？",
+    "MedLM是哪两家机构合作的？",
+    "What is MedGPT's diagnostic agreement with attending physicians?",
+    "今天天气怎么样？",
+]
 
 
 def free_port() -> int:
@@ -36,9 +41,13 @@ def free_port() -> int:
 
 def summary(latencies: list[float], failures: int) -> dict:
     values = np.array(latencies) * 1000
-    return {"queries": len(latencies) + failures, "failures": failures,
-            "p50_ms": round(float(np.percentile(values, 50)), 1), "p95_ms": round(float(np.percentile(values, 95)), 1),
-            "max_ms": round(float(values.max()), 1)}
+    return {
+        "queries": len(latencies) + failures,
+        "failures": failures,
+        "p50_ms": round(float(np.percentile(values, 50)), 1),
+        "p95_ms": round(float(np.percentile(values, 95)), 1),
+        "max_ms": round(float(values.max()), 1),
+    }
 
 
 def run(http: httpx.Client, count: int, concurrency: int, keep_going=lambda: False) -> tuple[list[float], int]:
@@ -74,13 +83,18 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as folder:
-        env = {**os.environ, "MEDRAG_INDEX_DIR": str(Path(folder) / "index"),
-               "MEDRAG_CORPUS_DIR": str(ROOT / "corpus"), "HF_HUB_OFFLINE": "1"}
+        env = {
+            **os.environ,
+            "MEDRAG_INDEX_DIR": str(Path(folder) / "index"),
+            "MEDRAG_CORPUS_DIR": str(ROOT / "corpus"),
+            "HF_HUB_OFFLINE": "1",
+        }
         medrag = [sys.executable, "-m", "medrag.cli"]
         subprocess.run([*medrag, "ingest"], env=env, check=True, capture_output=True)
         port = free_port()
-        server = subprocess.Popen([*medrag, "serve", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            [*medrag, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
             for _ in range(600):
@@ -94,7 +108,9 @@ def main() -> None:
 
             before = http.get("/healthz").json()["index"]
             started = time.perf_counter()
-            writer = subprocess.Popen([*medrag, "reindex"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            writer = subprocess.Popen(
+                [*medrag, "reindex"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             done = threading.Event()
             threading.Thread(target=lambda: (writer.wait(), done.set()), daemon=True).start()
             during = run(http, args.queries, args.concurrency, keep_going=lambda: not done.is_set())

@@ -89,9 +89,12 @@ def bm25_figures(n: int, vocabulary: list[str], weights: np.ndarray, rng: np.ran
         scores = bm25.scores(query)
         np.argpartition(-scores, 50)[:50]
         times.append((time.perf_counter() - started) * 1000)
-    return {"build_seconds": round(build, 2), "query_p50_ms": round(float(np.percentile(times, 50)), 3),
-            "query_p99_ms": round(float(np.percentile(times, 99)), 3),
-            "matrix_mib": round((bm25.weights.data.nbytes + bm25.weights.indices.nbytes) / 2**20, 1)}
+    return {
+        "build_seconds": round(build, 2),
+        "query_p50_ms": round(float(np.percentile(times, 50)), 3),
+        "query_p99_ms": round(float(np.percentile(times, 99)), 3),
+        "matrix_mib": round((bm25.weights.data.nbytes + bm25.weights.indices.nbytes) / 2**20, 1),
+    }
 
 
 def main() -> None:
@@ -134,15 +137,19 @@ def main() -> None:
                     exact_ids = ids
                 recall = None
                 if exact_ids is not None:
-                    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact_ids)]))
+                    recall = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact_ids, strict=False)]))
                 name = kind if depth is None else f"{kind} ef={depth}"
                 chosen = "flat-ip" if n <= store.EXACT_LIMIT else "hnsw32-ip ef=256"
-                row = {"chunks": n, "index": name, "build_seconds": round(build, 2),
-                       "index_mib": round(len(faiss.serialize_index(index)) / 2**20, 1),
-                       "query_p50_ms": round(float(np.percentile(times, 50)), 3),
-                       "query_p99_ms": round(float(np.percentile(times, 99)), 3),
-                       "recall@10": None if recall is None else round(recall, 4),
-                       "chosen_by_store": name == chosen}
+                row = {
+                    "chunks": n,
+                    "index": name,
+                    "build_seconds": round(build, 2),
+                    "index_mib": round(len(faiss.serialize_index(index)) / 2**20, 1),
+                    "query_p50_ms": round(float(np.percentile(times, 50)), 3),
+                    "query_p99_ms": round(float(np.percentile(times, 99)), 3),
+                    "recall@10": None if recall is None else round(recall, 4),
+                    "chosen_by_store": name == chosen,
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
             del index

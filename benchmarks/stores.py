@@ -40,8 +40,9 @@ def documents(n_chunks: int, rng: np.random.Generator):
     made, chunks = [], []
     while len(chunks) < n_chunks:
         picked = rng.choice(len(sentences), 40)
-        text = f"# 文档{len(made)}\n" + "\n\n".join("。".join(sentences[i] for i in picked[j:j + 4]) + "。"
-                                                  for j in range(0, 40, 4))
+        text = f"# 文档{len(made)}\n" + "\n\n".join(
+            "。".join(sentences[i] for i in picked[j : j + 4]) + "。" for j in range(0, 40, 4)
+        )
         document = corpus.from_text(text, path=f"synthetic-{len(made)}.md")
         made.append(document)
         chunks += indexing.chunk_document(document, 300, 60)
@@ -75,17 +76,27 @@ def measure(target, n_chunks: int, rng: np.random.Generator, queries: int) -> di
     for i in range(queries):
         question = questions[i % len(questions)]
         vector = vectors[rng.integers(len(vectors))]
-        for name, call in (("dense", lambda: view.dense_search(vector, 50)),
-                           ("lexical", lambda: view.lexical_search(question, 50)),
-                           ("hybrid", lambda: view.hybrid_search(question, vector, 5, depth=50, rrf_k=10)),
-                           ("term_statistics", lambda: view.term_statistics([f"{question}{i}", "医疗"]))):
+        for name, call in (
+            ("dense", lambda vector=vector: view.dense_search(vector, 50)),
+            ("lexical", lambda question=question: view.lexical_search(question, 50)),
+            (
+                "hybrid",
+                lambda question=question, vector=vector: view.hybrid_search(question, vector, 5, depth=50, rrf_k=10),
+            ),
+            ("term_statistics", lambda question=question, i=i: view.term_statistics([f"{question}{i}", "医疗"])),
+        ):
             started = time.perf_counter()
             call()
             timings[name].append((time.perf_counter() - started) * 1000)
-    return {"chunks": len(chunks), "documents": len(made), "first_write_s": round(load_seconds, 3),
-            "add_one_document_s": round(add_seconds, 3), "remove_one_document_s": round(remove_seconds, 3),
-            "reload_s": round(reload_seconds, 3),
-            **{f"{name}_p50_ms": round(statistics.median(values), 2) for name, values in timings.items()}}
+    return {
+        "chunks": len(chunks),
+        "documents": len(made),
+        "first_write_s": round(load_seconds, 3),
+        "add_one_document_s": round(add_seconds, 3),
+        "remove_one_document_s": round(remove_seconds, 3),
+        "reload_s": round(reload_seconds, 3),
+        **{f"{name}_p50_ms": round(statistics.median(values), 2) for name, values in timings.items()},
+    }
 
 
 def free_port() -> int:
@@ -102,9 +113,20 @@ def main() -> None:
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="medrag-stores-"))
     port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir",
-                               str(scratch / "milvus"), "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "milvus-lite"),
+            "server",
+            "--data-dir",
+            str(scratch / "milvus"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rows = []
     try:
         time.sleep(3)
@@ -113,8 +135,9 @@ def main() -> None:
                 if kind == "faiss":
                     target = FaissStore(scratch / f"faiss-{n}")
                 else:
-                    target = MilvusStore(f"http://127.0.0.1:{port}", f"bench_{secrets.token_hex(3)}",
-                                         lock_dir=scratch / f"lock-{n}")
+                    target = MilvusStore(
+                        f"http://127.0.0.1:{port}", f"bench_{secrets.token_hex(3)}", lock_dir=scratch / f"lock-{n}"
+                    )
                 row = {"store": kind, **measure(target, n, np.random.default_rng(n), args.queries)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)

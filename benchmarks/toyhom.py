@@ -83,7 +83,7 @@ def evaluate(rows: list[dict], index_dir: Path, sample: int, seed: int) -> dict:
             retriever = Retriever(index, embedder, fusion=fusion, rrf_k=rrf_k, dense_weight=weight)
             ranks = []
             started = time.perf_counter()
-            for query, vector, doc_id in zip(queries, vectors, gold):
+            for query, vector, doc_id in zip(queries, vectors, gold, strict=False):
                 hits = retriever.search(query, 10, mode, query_vector=vector)
                 ranks.append(next((i + 1 for i, h in enumerate(hits) if h.chunk.doc_id == doc_id), None))
             search_ms = (time.perf_counter() - started) * 1000 / len(queries)
@@ -105,10 +105,10 @@ def plot(report: dict, path: Path) -> None:
 
     names = [c[0] for c in CONFIGS]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for axis, field in zip(axes, ("title", "ask")):
+    for axis, field in zip(axes, ("title", "ask"), strict=False):
         values = report["retrieval"]["results"][field]
         x = np.arange(len(names))
-        for offset, metric in zip((-0.27, 0, 0.27), ("R@1", "R@5", "MRR@10")):
+        for offset, metric in zip((-0.27, 0, 0.27), ("R@1", "R@5", "MRR@10"), strict=False):
             axis.bar(x + offset, [values[n][metric] for n in names], 0.27, label=metric)
         axis.set_xticks(x, names, rotation=35, ha="right")
         axis.set_title(f"queries: {field} (n={report['retrieval']['sample']})")
@@ -128,8 +128,11 @@ def main() -> None:
     parser.add_argument("--chunk-overlap", type=int, default=60)
     parser.add_argument("--index", type=Path, default=HERE / ".cache" / "toyhom-index")
     parser.add_argument("--reuse", action="store_true", help="reuse the full index built by an earlier run")
-    parser.add_argument("--ingest-limit", type=int,
-                        help="with --reuse: time ingestion on the first N answers only (a rate, in a scratch folder)")
+    parser.add_argument(
+        "--ingest-limit",
+        type=int,
+        help="with --reuse: time ingestion on the first N answers only (a rate, in a scratch folder)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
 
@@ -138,8 +141,9 @@ def main() -> None:
     previous = args.out / "toyhom.json"
     if args.reuse and store.current_path(args.index) is not None:
         if args.ingest_limit:
-            ingestion = build(rows, args.index.with_name("toyhom-ingest"), args.chunk_size, args.chunk_overlap,
-                              args.ingest_limit)
+            ingestion = build(
+                rows, args.index.with_name("toyhom-ingest"), args.chunk_size, args.chunk_overlap, args.ingest_limit
+            )
         else:
             ingestion = json.loads(previous.read_text(encoding="utf-8"))["ingestion"]
     else:

@@ -35,8 +35,9 @@ def real_index(tmp_path_factory, real_embedder) -> Path:
     """The shipped corpus indexed with the real model, built once per test session."""
     root = tmp_path_factory.mktemp("index")
     settings = Settings()
-    indexing.update(root, real_embedder, add=corpus.load_paths([CORPUS]),
-                    size=settings.chunk_size, overlap=settings.chunk_overlap)
+    indexing.update(
+        root, real_embedder, add=corpus.load_paths([CORPUS]), size=settings.chunk_size, overlap=settings.chunk_overlap
+    )
     return root
 
 
@@ -50,7 +51,7 @@ class Child:
     """A server in a child process, its output in a log file; `ready()` says when it answers."""
 
     def start(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.log = open(log_path, "w+")
+        self.log = open(log_path, "w+")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def ready(self) -> bool:
@@ -85,10 +86,18 @@ class Server(Child):
         self.url = f"http://127.0.0.1:{self.port}"
         # Feedback goes beside the index, never into the working directory.
         self.feedback_path = index_dir.parent / f"feedback-{self.port}.jsonl"
-        environment = {**os.environ, "MEDRAG_INDEX_DIR": str(index_dir), "MEDRAG_CORPUS_DIR": str(corpus_dir),
-                       "MEDRAG_FEEDBACK_PATH": str(self.feedback_path), **(env or {})}
-        self.start([sys.executable, "-m", "medrag.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                   index_dir.parent / f"server-{self.port}.log", environment)
+        environment = {
+            **os.environ,
+            "MEDRAG_INDEX_DIR": str(index_dir),
+            "MEDRAG_CORPUS_DIR": str(corpus_dir),
+            "MEDRAG_FEEDBACK_PATH": str(self.feedback_path),
+            **(env or {}),
+        }
+        self.start(
+            [sys.executable, "-m", "medrag.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            index_dir.parent / f"server-{self.port}.log",
+            environment,
+        )
 
     def ready(self) -> bool:
         try:
@@ -113,8 +122,19 @@ class MilvusLiteServer(Child):
     def __init__(self, data_dir: Path):
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
-        self.start([str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(data_dir),
-                    "--host", "127.0.0.1", "--port", str(self.port)], data_dir.parent / f"milvus-{self.port}.log")
+        self.start(
+            [
+                str(Path(sys.executable).parent / "milvus-lite"),
+                "server",
+                "--data-dir",
+                str(data_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            data_dir.parent / f"milvus-{self.port}.log",
+        )
 
     def ready(self) -> bool:
         with socket.socket() as probe:

@@ -6,6 +6,7 @@ shares most characters with the question, followed by that passage's marker. Eve
 recorded, so tests can check what medrag sent and how often.
 """
 
+import contextlib
 import json
 import re
 import threading
@@ -70,10 +71,9 @@ class FakeLLM:
                 with fake._lock:
                     fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                     step = fake.script.popleft() if fake.script else None
-                try:
+                # The client may give up first (a timeout test): nothing left to tell it then.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     fake.respond(self, body, step if step is not None else fake.default(body))
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up first (a timeout test): nothing left to tell it
 
             def log_message(self, *args):
                 pass
@@ -109,9 +109,15 @@ class FakeLLM:
             return Reply(request.rsplit("Latest question:", 1)[1].strip())
         passages = json.loads(request.split("\n", 1)[1].rsplit("\n\nQuestion:", 1)[0])
         question = set(request.rsplit("\n\nQuestion:", 1)[1])
-        best = max(((len(question & set(sentence)), passage["n"], sentence.strip())
-                    for passage in passages for sentence in re.split(r"(?<=[。！？.!?])", passage["text"])
-                    if sentence.strip()), key=lambda row: (row[0], -row[1]))
+        best = max(
+            (
+                (len(question & set(sentence)), passage["n"], sentence.strip())
+                for passage in passages
+                for sentence in re.split(r"(?<=[。！？.!?])", passage["text"])
+                if sentence.strip()
+            ),
+            key=lambda row: (row[0], -row[1]),
+        )
         return Reply(f"{best[2]}[{best[1]}]")
 
     @staticmethod
@@ -127,8 +133,12 @@ class FakeLLM:
                 handler.send_header("Retry-After", step.retry_after)
             send(handler, payload, "application/json")
         elif isinstance(step, Raw):
-            send(handler, (f"data: {step.body}\n\n" if stream else step.body).encode(),
-                 "text/event-stream" if stream else "application/json", status=200)
+            send(
+                handler,
+                (f"data: {step.body}\n\n" if stream else step.body).encode(),
+                "text/event-stream" if stream else "application/json",
+                status=200,
+            )
         elif isinstance(step, (Reply, Cut)) and stream:
             handler.send_response(200)
             handler.send_header("Content-Type", "text/event-stream")
@@ -138,8 +148,10 @@ class FakeLLM:
             text = step.text
             size = step.piece if isinstance(step, Reply) else 4
             for start in range(0, len(text), size):
-                chunk = {**head, "choices": [{"index": 0, "delta": {"content": text[start:start + size]},
-                                              "finish_reason": None}]}
+                chunk = {
+                    **head,
+                    "choices": [{"index": 0, "delta": {"content": text[start : start + size]}, "finish_reason": None}],
+                }
                 handler.wfile.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
                 handler.wfile.flush()
             if isinstance(step, Reply):
@@ -148,9 +160,15 @@ class FakeLLM:
             handler.wfile.flush()
             handler.close_connection = True
         elif isinstance(step, Reply):
-            payload = {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body["model"],
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": step.text},
-                                    "finish_reason": "stop"}]}
+            payload = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": step.text}, "finish_reason": "stop"}
+                ],
+            }
             send(handler, json.dumps(payload, ensure_ascii=False).encode(), "application/json", status=200)
         else:
             raise AssertionError(f"a Cut step needs a streaming request: {step}")

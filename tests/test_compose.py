@@ -19,8 +19,12 @@ MILVUS_PROFILE = {"etcd", "minio", "milvus", "medrag-milvus"}
 
 def compose(*args: str, file=COMPOSE) -> subprocess.CompletedProcess:
     assert shutil.which("docker-compose"), "docker-compose is missing: .ci/run installs Debian's package"
-    return subprocess.run(["docker-compose", "--project-directory", str(ROOT), "-f", str(file), *args],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["docker-compose", "--project-directory", str(ROOT), "-f", str(file), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +61,10 @@ def test_the_milvus_profile_adds_milvus_standalone_and_a_medrag_pointed_at_it(co
     assert {name for name, service in services.items() if service.get("profiles") == ["milvus"]} == MILVUS_PROFILE
     assert services["milvus"]["command"] == ["milvus", "run", "standalone"]
     assert services["milvus"]["environment"] == {"ETCD_ENDPOINTS": "etcd:2379", "MINIO_ADDRESS": "minio:9000"}
-    assert services["milvus"]["depends_on"] == {"etcd": {"condition": "service_healthy"},
-                                                "minio": {"condition": "service_healthy"}}
+    assert services["milvus"]["depends_on"] == {
+        "etcd": {"condition": "service_healthy"},
+        "minio": {"condition": "service_healthy"},
+    }
     replica = services["medrag-milvus"]
     assert replica["environment"]["MEDRAG_STORE"] == "milvus"
     assert replica["environment"]["MEDRAG_MILVUS_URI"] == "http://milvus:19530"

@@ -32,7 +32,10 @@ CJK = re.compile(r"[\u3400-\u9fff]")
 CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 NAME = re.compile(r"[A-Z][A-Za-z0-9-]+|[A-Za-z]*\d[A-Za-z0-9.%-]*")
 # Words that shape a question rather than name what it asks about.
-QUANTITY = re.compile(r"多少|几|多大|多高|多长|多久|比例|百分之|何时|什么时候|哪一?年|哪一天|日期|how (many|much)|when|what year|percent|rate|accuracy|score", re.IGNORECASE)
+QUANTITY = re.compile(
+    r"多少|几|多大|多高|多长|多久|比例|百分之|何时|什么时候|哪一?年|哪一天|日期|how (many|much)|when|what year|percent|rate|accuracy|score",
+    re.IGNORECASE,
+)
 QUESTION_WORDS = frozenset(
     "什么 什么样 哪 哪个 哪些 哪家 哪里 哪儿 哪一天 哪年 几 多少 多 多大 多高 多长 多久 怎么 怎样 如何 为什么 是否 吗 呢 "
     "时候 名字 叫 是 有 请问 请 介绍 一下 告诉 我 你 它 他们 能 可以 会".split()
@@ -58,8 +61,9 @@ class TermStatistics(Protocol):
 class Answerer(Protocol):
     """Writes an answer from retrieved passages; both the extractive and the LLM answerer are one."""
 
-    def stream(self, question: Question, hits: list[Hit], query_vector: np.ndarray, *,
-               incremental: bool = True) -> Iterator[str | Answer]:
+    def stream(
+        self, question: Question, hits: list[Hit], query_vector: np.ndarray, *, incremental: bool = True
+    ) -> Iterator[str | Answer]:
         """Pieces of the answer text as they are written, then the `Answer` (its text is the pieces joined).
 
         `incremental=False` tells the answerer that nobody waits for the pieces (one request, no stream).
@@ -143,7 +147,7 @@ class SentenceVectors:
     def _get(self, texts: list[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            for text, vector in zip(missing, self.embedder.embed(missing)):
+            for text, vector in zip(missing, self.embedder.embed(missing), strict=False):
                 self._cache[text] = vector
             while len(self._cache) > self.size:
                 self._cache.popitem(last=False)
@@ -155,16 +159,25 @@ class SentenceVectors:
 class ExtractiveAnswerer:
     """Answers from the passages' own sentences; refuses when the evidence is weak."""
 
-    def __init__(self, embedder: Embedder, statistics: TermStatistics, *, min_evidence: float, passages: int = 3,
-                 max_sentences: int = 2, vectors: SentenceVectors | None = None):
+    def __init__(
+        self,
+        embedder: Embedder,
+        statistics: TermStatistics,
+        *,
+        min_evidence: float,
+        passages: int = 3,
+        max_sentences: int = 2,
+        vectors: SentenceVectors | None = None,
+    ):
         self.vectors = vectors or SentenceVectors(embedder)
         self.statistics = statistics
         self.min_evidence = min_evidence
         self.passages = passages
         self.max_sentences = max_sentences
 
-    def stream(self, question: Question, hits: list[Hit], query_vector: np.ndarray, *,
-               incremental: bool = True) -> Iterator[str | Answer]:
+    def stream(
+        self, question: Question, hits: list[Hit], query_vector: np.ndarray, *, incremental: bool = True
+    ) -> Iterator[str | Answer]:
         """The answer one cited sentence at a time (each with its marker), then the `Answer`."""
         answer = self.answer(question.query, hits, query_vector)
         yield from pieces(answer.text)
@@ -218,19 +231,36 @@ class ExtractiveAnswerer:
                     local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
                 if wants_number and not re.search(r"\d", sentence):
                     local *= 0.8  # asked for a number or a date, and this sentence has none
-                rows.append((index, sentence, normalize(f"{heading}：{sentence}"), local,
-                             self.coverage(terms, passage, cross_lingual), cross_lingual))
+                rows.append(
+                    (
+                        index,
+                        sentence,
+                        normalize(f"{heading}：{sentence}"),
+                        local,
+                        self.coverage(terms, passage, cross_lingual),
+                        cross_lingual,
+                    )
+                )
         if not rows:
             return []
         similarities = self.vectors.get([r[2] for r in rows]) @ query_vector
         result = []
-        for (index, sentence, _, local, coverage, cross_lingual), dense in zip(rows, similarities.tolist()):
+        for (index, sentence, _, local, coverage, cross_lingual), dense in zip(
+            rows, similarities.tolist(), strict=False
+        ):
             similarity = rescale(dense, cross_lingual)
             # Within a close call the better-retrieved passage wins.
             prior = 1 - index / self.passages
-            result.append(Candidate(index, sentence, dense, coverage,
-                                    rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
-                                    evidence=0.5 * similarity + 0.5 * coverage))
+            result.append(
+                Candidate(
+                    index,
+                    sentence,
+                    dense,
+                    coverage,
+                    rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
+                    evidence=0.5 * similarity + 0.5 * coverage,
+                )
+            )
         return sorted(result, key=lambda c: -c.rank)
 
     def weigh(self, terms: list[tuple[str, float]]) -> list[tuple[str, float, bool]]:
@@ -238,8 +268,12 @@ class ExtractiveAnswerer:
 
         The index is asked once per question; a term the corpus never saw gets the highest idf.
         """
-        chunks, frequencies = self.statistics.term_statistics({form for term, _ in terms for form in (term, term.lower())})
-        return [(term, weight * idf(chunks, frequencies[term.lower()]), frequencies[term] > 0) for term, weight in terms]
+        chunks, frequencies = self.statistics.term_statistics(
+            {form for term, _ in terms for form in (term, term.lower())}
+        )
+        return [
+            (term, weight * idf(chunks, frequencies[term.lower()]), frequencies[term] > 0) for term, weight in terms
+        ]
 
     def coverage(self, terms: list[tuple[str, float, bool]], passage: str, cross_lingual: bool) -> float:
         """Share of the question's weight found in the passage.

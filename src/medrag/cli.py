@@ -13,7 +13,9 @@ from .settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="medrag", description="Question answering with citations over Chinese medical documents.")
+    parser = argparse.ArgumentParser(
+        prog="medrag", description="Question answering with citations over Chinese medical documents."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     ingest = commands.add_parser("ingest", help="add or update documents in the index (default: the corpus folder)")
@@ -21,18 +23,30 @@ def main(argv: list[str] | None = None) -> int:
 
     add = commands.add_parser("add", help="add or update documents: files, folders and http(s) URLs")
     add.add_argument("items", nargs="*", metavar="PATH|URL", help=".md, .txt, .html or .pdf files, folders, or URLs")
-    add.add_argument("--cited", action="store_true",
-                     help="also fetch the articles the report cites (listed in CORPUS_DIR/sources.json)")
+    add.add_argument(
+        "--cited",
+        action="store_true",
+        help="also fetch the articles the report cites (listed in CORPUS_DIR/sources.json)",
+    )
 
     remove = commands.add_parser("remove", help="remove documents from the index by id (see GET /documents)")
     remove.add_argument("doc_ids", nargs="+", metavar="ID")
 
-    commands.add_parser("reindex", help="chunk and embed every indexed document again (after a model or chunker change)")
+    commands.add_parser(
+        "reindex", help="chunk and embed every indexed document again (after a model or chunker change)"
+    )
 
-    migrate = commands.add_parser("migrate", help="copy the FAISS index in MEDRAG_INDEX_DIR to another store, "
-                                                  "vectors and all (nothing is embedded again)")
-    migrate.add_argument("--to", required=True, choices=["milvus"], dest="target",
-                         help="milvus: the collection MEDRAG_MILVUS_COLLECTION at MEDRAG_MILVUS_URI")
+    migrate = commands.add_parser(
+        "migrate",
+        help="copy the FAISS index in MEDRAG_INDEX_DIR to another store, vectors and all (nothing is embedded again)",
+    )
+    migrate.add_argument(
+        "--to",
+        required=True,
+        choices=["milvus"],
+        dest="target",
+        help="milvus: the collection MEDRAG_MILVUS_COLLECTION at MEDRAG_MILVUS_URI",
+    )
 
     ask = commands.add_parser("ask", help="answer one question and print the citations")
     ask.add_argument("question")
@@ -44,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
     evaluate = commands.add_parser("eval", help="score a question set (JSONL) through the real pipeline")
     evaluate.add_argument("file", type=Path)
-    evaluate.add_argument("--retriever", action="append", choices=["hybrid", "dense", "bm25"],
-                          help="retrieval mode to score; repeat to compare modes side by side (default: hybrid)")
+    evaluate.add_argument(
+        "--retriever",
+        action="append",
+        choices=["hybrid", "dense", "bm25"],
+        help="retrieval mode to score; repeat to compare modes side by side (default: hybrid)",
+    )
     evaluate.add_argument("--url", help="score a running server at this base URL instead of the local index")
     evaluate.add_argument("--json", type=Path, dest="json_path", help="also write the results as JSON here")
 
@@ -54,8 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         settings = Settings()
-        runners = {"ingest": run_ingest, "add": run_add, "remove": run_remove, "reindex": run_reindex,
-                   "migrate": run_migrate, "ask": run_ask, "serve": run_serve, "eval": run_eval}
+        runners = {
+            "ingest": run_ingest,
+            "add": run_add,
+            "remove": run_remove,
+            "reindex": run_reindex,
+            "migrate": run_migrate,
+            "ask": run_ask,
+            "serve": run_serve,
+            "eval": run_eval,
+        }
         return runners[args.command](args, settings)
     except MedragError as error:
         print(f"medrag: {error}", file=sys.stderr)
@@ -77,6 +103,7 @@ def write(settings: Settings, **change):
 
     embedder = load_embedder(settings.embed_model, settings.embed_threads, settings.embed_batch_size)
     with tqdm(total=0, unit="chunk", desc="embedding", file=sys.stderr) as bar:
+
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.n = done
@@ -85,8 +112,15 @@ def write(settings: Settings, **change):
         def waiting() -> None:
             bar.write("another writer holds the index lock; waiting for it to finish", file=sys.stderr)
 
-        return indexing.update(store_for(settings), embedder, size=settings.chunk_size, overlap=settings.chunk_overlap,
-                               progress=progress, waiting=waiting, **change)
+        return indexing.update(
+            store_for(settings),
+            embedder,
+            size=settings.chunk_size,
+            overlap=settings.chunk_overlap,
+            progress=progress,
+            waiting=waiting,
+            **change,
+        )
 
 
 def report(change) -> None:
@@ -144,8 +178,13 @@ def run_add(args, settings: Settings) -> int:
             document = indexing.document_from_url(fetcher, item["url"])
             # A manifest entry's publisher is curated (a page without one gets its host name);
             # the page's own date is more precise than the manifest's year.
-            documents.append(replace(document, publisher=item.get("publisher") or document.publisher,
-                                     date=document.date or item.get("year", "")))
+            documents.append(
+                replace(
+                    document,
+                    publisher=item.get("publisher") or document.publisher,
+                    date=document.date or item.get("year", ""),
+                )
+            )
         except MedragError as error:
             failures += 1
             tqdm.write(f"medrag: {error}", file=sys.stderr)
@@ -184,15 +223,25 @@ def run_migrate(args, settings: Settings) -> int:
         except IndexMissingError:
             replaced = set()
         # Everything is replaced at once: the target switches to the copy only when it is whole.
-        version = target.write(add=list(source.documents.values()), chunks=source.chunks, vectors=source.all_vectors(),
-                               remove=replaced, manifest={**source.manifest, "migrated_from": source.version})
+        version = target.write(
+            add=list(source.documents.values()),
+            chunks=source.chunks,
+            vectors=source.all_vectors(),
+            remove=replaced,
+            manifest={**source.manifest, "migrated_from": source.version},
+        )
     copied = target.load(source.manifest["model_id"])
     if (copied.manifest["documents"], copied.manifest["chunks"]) != (len(source.documents), len(source.chunks)):
-        raise store.IndexMismatchError(f"the copy holds {copied.manifest['documents']} documents and "
-                                       f"{copied.manifest['chunks']} chunks, not {len(source.documents)} and "
-                                       f"{len(source.chunks)}: run `medrag migrate` again")
-    print(f"copied {len(source.documents)} document(s) and {len(source.chunks)} chunk(s) from {source.path} "
-          f"to {args.target}; live version: {version}", file=sys.stderr)
+        raise store.IndexMismatchError(
+            f"the copy holds {copied.manifest['documents']} documents and "
+            f"{copied.manifest['chunks']} chunks, not {len(source.documents)} and "
+            f"{len(source.chunks)}: run `medrag migrate` again"
+        )
+    print(
+        f"copied {len(source.documents)} document(s) and {len(source.chunks)} chunk(s) from {source.path} "
+        f"to {args.target}; live version: {version}",
+        file=sys.stderr,
+    )
     if settings.store != args.target:
         print(f"set MEDRAG_STORE={args.target} to serve from it", file=sys.stderr)
     return 0
@@ -235,8 +284,9 @@ def run_eval(args, settings: Settings) -> int:
             if not item.correct:
                 print(f"[{mode}] missed {item.id}: {item.question} -> {item.answer[:80]}")
     if args.json_path:
-        args.json_path.write_text(json.dumps({m: r.to_json() for m, r in reports.items()}, ensure_ascii=False, indent=2),
-                                  encoding="utf-8")
+        args.json_path.write_text(
+            json.dumps({m: r.to_json() for m, r in reports.items()}, ensure_ascii=False, indent=2), encoding="utf-8"
+        )
     return 0
 
 
@@ -253,8 +303,10 @@ def _local(settings: Settings, mode: str):
     def search(question: str, k: int) -> list[dict]:
         snapshot = pipeline.snapshot()
         documents = snapshot.index.documents
-        return [citation_out(i + 1, h, documents.get(h.chunk.doc_id)).model_dump()
-                for i, h in enumerate(pipeline.search(question, k, mode, snapshot=snapshot))]
+        return [
+            citation_out(i + 1, h, documents.get(h.chunk.doc_id)).model_dump()
+            for i, h in enumerate(pipeline.search(question, k, mode, snapshot=snapshot))
+        ]
 
     return ask, search
 

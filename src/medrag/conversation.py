@@ -53,13 +53,16 @@ def entities(text: str) -> list[str]:
     last_end = -1
     for match in LATIN_WORD.finditer(text):
         word, end = match.group(), match.end()
-        if not (any(c.isupper() for c in word[1:]) or any(c.isdigit() for c in word)
-                or (word[0].isupper() and word.lower() not in NOT_NAMES)):
+        if not (
+            any(c.isupper() for c in word[1:])
+            or any(c.isdigit() for c in word)
+            or (word[0].isupper() and word.lower() not in NOT_NAMES)
+        ):
             continue
         version = None if any(c.isdigit() for c in word) else VERSION.match(text, end)
         if version:
             word, end = word + version.group(), version.end()
-        if names and text[last_end:match.start()] == " ":
+        if names and text[last_end : match.start()] == " ":
             names[-1] = f"{names[-1]} {word}"  # "Google Cloud": adjacent names are one
         else:
             names.append(word)
@@ -79,8 +82,11 @@ def topic_terms(text: str) -> list[str]:
     """What a question asks about, apart from its names: 参数, 发布, accuracy …"""
     names = " ".join(entities(text)).lower()
     # Single characters (上, 参) are mostly segmentation leftovers, too vague to carry over.
-    return [term for term, _ in question_terms(text)
-            if len(term) > 1 and term.lower() not in names and term.lower() not in ELLIPSIS]
+    return [
+        term
+        for term, _ in question_terms(text)
+        if len(term) > 1 and term.lower() not in names and term.lower() not in ELLIPSIS
+    ]
 
 
 def carry(question: str, previous: str) -> str:
@@ -109,11 +115,11 @@ def heuristic_query(question: str, history: Sequence[Turn]) -> str:
 def rewrite(question: str, history: Sequence[Turn], client: ChatClient, max_chars: int) -> str | None:
     """The LLM's standalone form of the question, or None when it fails or replies with something unusable."""
     conversation = [{"role": turn.role, "content": turn.content} for turn in history[-6:]]
-    request = (f"Conversation (JSON):\n{json_lines(conversation)}\n\n"
-               f"Latest question: {question}")
+    request = f"Conversation (JSON):\n{json_lines(conversation)}\n\nLatest question: {question}"
     try:
-        reply = "".join(client.chat([{"role": "system", "content": REWRITE_INSTRUCTIONS},
-                                     {"role": "user", "content": request}]))
+        reply = "".join(
+            client.chat([{"role": "system", "content": REWRITE_INSTRUCTIONS}, {"role": "user", "content": request}])
+        )
     except GeneratorError as error:
         log.warning("question rewrite failed, using the heuristic: %s", error)
         return None

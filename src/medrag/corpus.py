@@ -15,14 +15,20 @@ from .types import Document, Source
 # File name suffixes and media types of the kinds of document that can be indexed.
 SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 MEDIA_TYPES = {
-    "text/markdown": "markdown", "text/x-markdown": "markdown", "text/plain": "text",
-    "text/html": "html", "application/xhtml+xml": "html", "application/pdf": "pdf",
+    "text/markdown": "markdown",
+    "text/x-markdown": "markdown",
+    "text/plain": "text",
+    "text/html": "html",
+    "application/xhtml+xml": "html",
+    "application/pdf": "pdf",
 }
 # Markdown is plain text to a browser: either name goes with either media type.
 TEXTUAL = {"markdown", "text"}
 TITLE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 INLINE_LINK = re.compile(r"\(\[([^\[\]]+?),\s*(\d{4})\]\((https?://[^()\s]+)\)")
-REFERENCE_HEADING = re.compile(r"^#{1,6}[ \t]+(参考文献|参考资料|References|Bibliography)\s*$", re.MULTILINE | re.IGNORECASE)
+REFERENCE_HEADING = re.compile(
+    r"^#{1,6}[ \t]+(参考文献|参考资料|References|Bibliography)\s*$", re.MULTILINE | re.IGNORECASE
+)
 # "1. 搜狐. (2024). 标题. [https://...](https://...)" — publisher, year, title, URL.
 REFERENCE = re.compile(
     r"^\s*\d+[.)、]\s*(?P<publisher>[^.\n]+?)\.\s*\((?P<year>\d{4})\)\.\s*(?P<title>.+?)\s*"
@@ -60,8 +66,9 @@ def parse_sources(text: str) -> tuple[Source, ...]:
     return tuple(found.values())
 
 
-def from_text(text: str, *, title: str = "", url: str | None = None, path: str | None = None,
-              publisher: str = "", date: str = "") -> Document:
+def from_text(
+    text: str, *, title: str = "", url: str | None = None, path: str | None = None, publisher: str = "", date: str = ""
+) -> Document:
     """Build a `Document` from text already in hand."""
     if not text.strip():
         raise BadInputError("the document has no text")
@@ -97,8 +104,9 @@ def kind_of(name: str | None, media_type: str | None) -> str:
     if suffix and by_name is None:
         raise UnsupportedTypeError(f"{name}: unsupported file type {suffix}; use one of {', '.join(SUFFIXES)}")
     if media and by_type is None:
-        raise UnsupportedTypeError(f"{name or 'the content'}: unsupported content type {media}; "
-                                   f"use one of {', '.join(MEDIA_TYPES)}")
+        raise UnsupportedTypeError(
+            f"{name or 'the content'}: unsupported content type {media}; use one of {', '.join(MEDIA_TYPES)}"
+        )
     if by_name and by_type and by_name != by_type and not {by_name, by_type} <= TEXTUAL:
         raise UnsupportedTypeError(f"{name}: declared as {media}, which does not match its {suffix} name")
     kind = by_name or by_type
@@ -107,8 +115,9 @@ def kind_of(name: str | None, media_type: str | None) -> str:
     return kind
 
 
-def load_bytes(data: bytes, kind: str, *, name: str | None = None, url: str | None = None,
-               charset: str | None = None) -> Document:
+def load_bytes(
+    data: bytes, kind: str, *, name: str | None = None, url: str | None = None, charset: str | None = None
+) -> Document:
     """A `Document` from the raw bytes of a file of the given kind."""
     label = name or url or "the content"
     if kind == "pdf":
@@ -130,13 +139,26 @@ def from_html(html: bytes | str, *, path: str | None = None, url: str | None = N
 
     label = path or url or "the page"
     # Precision over recall: navigation and boilerplate would otherwise be retrieved as "evidence".
-    extracted = trafilatura.bare_extraction(html, url=url, with_metadata=True, include_formatting=True,
-                                            favor_precision=True, include_comments=False, include_tables=True)
+    extracted = trafilatura.bare_extraction(
+        html,
+        url=url,
+        with_metadata=True,
+        include_formatting=True,
+        favor_precision=True,
+        include_comments=False,
+        include_tables=True,
+    )
     text = (extracted.text or "").strip() if extracted is not None else ""
     if not text:
         raise BadInputError(f"{label}: no article text could be extracted from the HTML")
-    return from_text(text, title=extracted.title or "", url=url, path=path,
-                     publisher=extracted.sitename or "", date=extracted.date or "")
+    return from_text(
+        text,
+        title=extracted.title or "",
+        url=url,
+        path=path,
+        publisher=extracted.sitename or "",
+        date=extracted.date or "",
+    )
 
 
 def from_pdf(data: bytes, *, path: str | None = None, url: str | None = None) -> Document:

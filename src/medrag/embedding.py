@@ -61,7 +61,9 @@ class SentenceTransformerEmbedder:
             raise ConfigError(f"cannot load sentence-transformers model {model!r}: {error}") from error
         # The id is the setting as given: an index built under one setting is refused under another.
         self.model_id = f"sentence-transformers:{model}"
-        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dimension = (
+            getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        )
         self.dim = int(dimension())
         self._batch_size = batch_size
         self._prompts = self._choose_prompts(model)

@@ -108,11 +108,22 @@ def evaluate(items: list[dict], ask: Ask, search: Search | None = None) -> Repor
             if search is not None:
                 hits = search(item["question"], 10)
                 rank = next((i + 1 for i, h in enumerate(hits) if contains(h["text"], evidence)), None)
-        report.items.append(ItemResult(
-            id=item["id"], question=item["question"], answerable=item["answerable"], found=response["found"],
-            evidence=response.get("evidence", 0.0), answer=response["answer"], correct=bool(correct), cited_evidence=cited, evidence_rank=rank,
-            markers=len(numbers), supported_markers=supported, latency_ms=round(latency, 2),
-        ))
+        report.items.append(
+            ItemResult(
+                id=item["id"],
+                question=item["question"],
+                answerable=item["answerable"],
+                found=response["found"],
+                evidence=response.get("evidence", 0.0),
+                answer=response["answer"],
+                correct=bool(correct),
+                cited_evidence=cited,
+                evidence_rank=rank,
+                markers=len(numbers),
+                supported_markers=supported,
+                latency_ms=round(latency, 2),
+            )
+        )
     return report
 
 

@@ -24,4 +24,3 @@ def append(path: Path, record: dict) -> None:
                 os.close(descriptor)
     except OSError as error:
         raise ConfigError(f"feedback cannot be stored in {path} (MEDRAG_FEEDBACK_PATH): {error.strerror}") from error
-

@@ -72,7 +72,9 @@ def check_scheme(url: str) -> httpx.URL:
     except (httpx.InvalidURL, TypeError) as error:
         raise FetchRefusedError(f"{url}: not a valid URL ({error})") from error
     if parsed.scheme not in SCHEMES:
-        raise FetchRefusedError(f"{url}: only http and https URLs can be fetched, not {parsed.scheme or 'a relative URL'}")
+        raise FetchRefusedError(
+            f"{url}: only http and https URLs can be fetched, not {parsed.scheme or 'a relative URL'}"
+        )
     if not parsed.host:
         raise FetchRefusedError(f"{url}: the URL has no host")
     return parsed
@@ -81,8 +83,15 @@ def check_scheme(url: str) -> httpx.URL:
 class Fetcher:
     """Fetches http(s) URLs through the SSRF guard; `allow` lists networks the guard lets through."""
 
-    def __init__(self, *, max_bytes: int, timeout: float, allow: Iterable[Network] = (),
-                 resolver: Resolver = resolve, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        timeout: float,
+        allow: Iterable[Network] = (),
+        resolver: Resolver = resolve,
+        transport: httpx.BaseTransport | None = None,
+    ):
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.allow = tuple(allow)
@@ -105,8 +114,10 @@ class Fetcher:
             reason = refusal(address)
             if reason:
                 shown = url.host if str(address) == url.host else f"{url.host} ({address})"
-                raise FetchRefusedError(f"refused to fetch {shown}: {reason}; "
-                                        f"only public addresses are fetched (MEDRAG_FETCH_ALLOW lists exceptions)")
+                raise FetchRefusedError(
+                    f"refused to fetch {shown}: {reason}; "
+                    f"only public addresses are fetched (MEDRAG_FETCH_ALLOW lists exceptions)"
+                )
         return str(candidates[0])
 
     def fetch(self, url: str) -> Fetched:
@@ -125,8 +136,11 @@ class Fetcher:
                 pinned = current.copy_with(host=address)
                 extensions = {"sni_hostname": current.host} if current.scheme == "https" else {}
                 request = client.build_request(
-                    "GET", pinned, headers={"Host": current.netloc.decode("ascii"), "User-Agent": USER_AGENT},
-                    extensions=extensions, timeout=self._remaining(deadline, url),
+                    "GET",
+                    pinned,
+                    headers={"Host": current.netloc.decode("ascii"), "User-Agent": USER_AGENT},
+                    extensions=extensions,
+                    timeout=self._remaining(deadline, url),
                 )
                 try:
                     response = client.send(request, stream=True)
@@ -147,8 +161,13 @@ class Fetcher:
                         raise FetchFailedError(f"{url}: the server answered HTTP {response.status_code}")
                     body = self._read(response, deadline, url)
                     media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                    return Fetched(url=url, final_url=str(current), media_type=media_type,
-                                   charset=response.charset_encoding, body=body)
+                    return Fetched(
+                        url=url,
+                        final_url=str(current),
+                        media_type=media_type,
+                        charset=response.charset_encoding,
+                        body=body,
+                    )
                 finally:
                     response.close()
         raise FetchFailedError(f"{url}: more than {MAX_REDIRECTS} redirects")
@@ -156,13 +175,17 @@ class Fetcher:
     def _read(self, response: httpx.Response, deadline: float, url: str) -> bytes:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            raise FetchFailedError(f"{url}: the page has {declared} bytes; the limit is {self.max_bytes} (MEDRAG_FETCH_MAX_BYTES)")
+            raise FetchFailedError(
+                f"{url}: the page has {declared} bytes; the limit is {self.max_bytes} (MEDRAG_FETCH_MAX_BYTES)"
+            )
         body = bytearray()
         try:
             for piece in response.iter_bytes():
                 body += piece
                 if len(body) > self.max_bytes:
-                    raise FetchFailedError(f"{url}: the page is larger than {self.max_bytes} bytes (MEDRAG_FETCH_MAX_BYTES)")
+                    raise FetchFailedError(
+                        f"{url}: the page is larger than {self.max_bytes} bytes (MEDRAG_FETCH_MAX_BYTES)"
+                    )
                 self._remaining(deadline, url)
         except httpx.TimeoutException as error:
             raise FetchFailedError(f"{url}: no answer within {self.timeout:g} s") from error

@@ -40,9 +40,18 @@ class Change:
     outcomes: dict[str, str]  # "added", "replaced", "unchanged", "duplicate of <id>", "removed", "reindexed"
 
 
-def update(index: Store | Path, embedder: Embedder, *, add: Sequence[Document] = (), remove: Sequence[str] = (),
-           rebuild: bool = False, size: int, overlap: int, progress: Progress | None = None,
-           waiting: Callable[[], None] | None = None) -> Change:
+def update(
+    index: Store | Path,
+    embedder: Embedder,
+    *,
+    add: Sequence[Document] = (),
+    remove: Sequence[str] = (),
+    rebuild: bool = False,
+    size: int,
+    overlap: int,
+    progress: Progress | None = None,
+    waiting: Callable[[], None] | None = None,
+) -> Change:
     """Write a new index version: the live one minus `remove` (and older copies of `add`), plus `add`.
 
     A document replaces an earlier one with the same id (same URL or file name); content already
@@ -56,8 +65,16 @@ def update(index: Store | Path, embedder: Embedder, *, add: Sequence[Document] =
         return _update(target, embedder, add, remove, rebuild, size, overlap, progress)
 
 
-def _update(target: Store, embedder: Embedder, add: Sequence[Document], remove: Sequence[str], rebuild: bool,
-            size: int, overlap: int, progress: Progress | None) -> Change:
+def _update(
+    target: Store,
+    embedder: Embedder,
+    add: Sequence[Document],
+    remove: Sequence[str],
+    rebuild: bool,
+    size: int,
+    overlap: int,
+    progress: Progress | None,
+) -> Change:
     started = time.perf_counter()
     try:
         # A rebuild embeds everything again, so the live version may come from another model.
@@ -123,8 +140,13 @@ def _update(target: Store, embedder: Embedder, add: Sequence[Document], remove: 
         "phase_seconds": {name: round(value, 3) for name, value in seconds.items()},
         "new_chunks": total,
     }
-    version = target.write(add=fresh, chunks=[c for c, _ in new_chunks], vectors=np.vstack(vectors),
-                           remove=dropped & set(documents), manifest=manifest)
+    version = target.write(
+        add=fresh,
+        chunks=[c for c, _ in new_chunks],
+        vectors=np.vstack(vectors),
+        remove=dropped & set(documents),
+        manifest=manifest,
+    )
     return Change(version, outcomes)
 
 

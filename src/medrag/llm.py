@@ -27,8 +27,18 @@ def json_lines(items: list[dict]) -> str:
 
 
 class ChatClient:
-    def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = 60.0,
-                 retries: int = 2, backoff: float = 0.5, max_tokens: int = 800, temperature: float = 0.0):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retries: int = 2,
+        backoff: float = 0.5,
+        max_tokens: int = 800,
+        temperature: float = 0.0,
+    ):
         self.model = model
         self.timeout = timeout
         self.retries = retries
@@ -36,16 +46,24 @@ class ChatClient:
         self.max_tokens = max_tokens
         self.temperature = temperature
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=base_url.rstrip("/") + "/", headers=headers,
-                                 timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        )
 
     def close(self) -> None:
         self.http.close()
 
     def chat(self, messages: list[dict], *, stream: bool = False) -> Iterator[str]:
         """The reply's text in pieces as they arrive (one piece when not streaming)."""
-        body = {"model": self.model, "messages": messages, "temperature": self.temperature,
-                "max_tokens": self.max_tokens, "stream": stream}
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "stream": stream,
+        }
         deadline = time.monotonic() + self.timeout
         try:
             response = self._open(body)
@@ -84,8 +102,9 @@ class ChatClient:
             response.close()
             detail = response.text[:300]
             if response.status_code not in RETRY_STATUS or last:
-                raise GeneratorError(f"the LLM answered HTTP {response.status_code} "
-                                     f"after {attempt + 1} attempt(s): {detail}")
+                raise GeneratorError(
+                    f"the LLM answered HTTP {response.status_code} after {attempt + 1} attempt(s): {detail}"
+                )
             wait = self._retry_after(response)
             wait = self.backoff * 2**attempt if wait is None else wait
             if wait > MAX_RETRY_AFTER:
@@ -122,7 +141,7 @@ class ChatClient:
         for line in response.iter_lines():
             if not line.startswith("data:"):
                 continue  # blank separators, comments, `event:` lines
-            data = line[len("data:"):].strip()
+            data = line[len("data:") :].strip()
             if data == "[DONE]":
                 return
             try:

@@ -75,7 +75,9 @@ class MilvusStore:
         except ImportError:
             raise ConfigError("MEDRAG_STORE=milvus needs pymilvus: pip install 'medrag[milvus]'") from None
         if not NAME.fullmatch(name):
-            raise ConfigError(f"MEDRAG_MILVUS_COLLECTION: {name!r} is not a Milvus name (letters, digits, _; not a digit first)")
+            raise ConfigError(
+                f"MEDRAG_MILVUS_COLLECTION: {name!r} is not a Milvus name (letters, digits, _; not a digit first)"
+            )
         self.uri = uri
         self.name = name
         self.lock_dir = lock_dir
@@ -111,8 +113,10 @@ class MilvusStore:
     def load(self, model_id: str | None = None) -> "MilvusIndex":
         live = self._live()
         if live is None:
-            raise IndexMissingError(f"no index in Milvus at {self.uri} (collection {self.name}): build it with "
-                                    "`medrag ingest` or copy a FAISS index there with `medrag migrate --to milvus`")
+            raise IndexMissingError(
+                f"no index in Milvus at {self.uri} (collection {self.name}): build it with "
+                "`medrag ingest` or copy a FAISS index there with `medrag migrate --to milvus`"
+            )
         collection, manifest = live
         store.check(manifest, f"Milvus collection {collection}", FORMAT, model_id)
         with self.calls():
@@ -126,8 +130,15 @@ class MilvusStore:
         # Writers on other machines must not write at the same time (docs/scale-out.md).
         return store.write_lock(self.lock_dir, waiting)
 
-    def write(self, *, add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
-              remove: Collection[str], manifest: dict) -> str:
+    def write(
+        self,
+        *,
+        add: Sequence[Document],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        remove: Collection[str],
+        manifest: dict,
+    ) -> str:
         rows, records = _rows(add, chunks, vectors)  # checked before anything is written
         live = self._live()
         version = store.version_name()
@@ -138,13 +149,21 @@ class MilvusStore:
             else:
                 collection = live[0]
                 if live[1]["dim"] != manifest["dim"]:
-                    raise IndexMismatchError(f"vectors of dimension {manifest['dim']} cannot join collection "
-                                             f"{collection} of dimension {live[1]['dim']}: rebuild with `medrag reindex`")
+                    raise IndexMismatchError(
+                        f"vectors of dimension {manifest['dim']} cannot join collection "
+                        f"{collection} of dimension {live[1]['dim']}: rebuild with `medrag reindex`"
+                    )
                 self._delete(collection, set(remove) | {d.doc_id for d in add})
             self._insert(collection, rows, records)
-            manifest = {**manifest, "format": FORMAT, "version": version, "index_type": "milvus-hnsw32-ip",
-                        "collection": collection, "documents": self._count(f"{collection}_documents", "part == 0"),
-                        "chunks": self._count(collection)}
+            manifest = {
+                **manifest,
+                "format": FORMAT,
+                "version": version,
+                "index_type": "milvus-hnsw32-ip",
+                "collection": collection,
+                "documents": self._count(f"{collection}_documents", "part == 0"),
+                "chunks": self._count(collection),
+            }
             self.client.alter_collection_properties(collection, {MANIFEST: json.dumps(manifest, ensure_ascii=False)})
             if live is None or live[0] != collection:
                 self._switch(collection)
@@ -168,18 +187,27 @@ class MilvusStore:
         schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR_BYTES)
         schema.add_field("place", DataType.JSON)
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
-        schema.add_field("lexical", DataType.VARCHAR, max_length=VARCHAR_BYTES, enable_analyzer=True,
-                         analyzer_params=ANALYZER)
+        schema.add_field(
+            "lexical", DataType.VARCHAR, max_length=VARCHAR_BYTES, enable_analyzer=True, analyzer_params=ANALYZER
+        )
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-        schema.add_field("terms", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=TERMS_CAPACITY,
-                         max_length=TERM_BYTES)
-        schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["lexical"],
-                                     output_field_names=["sparse"]))
+        schema.add_field(
+            "terms", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=TERMS_CAPACITY, max_length=TERM_BYTES
+        )
+        schema.add_function(
+            Function(
+                name="bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=["lexical"],
+                output_field_names=["sparse"],
+            )
+        )
         indexes = self.client.prepare_index_params()
         indexes.add_index("dense", index_type="HNSW", metric_type="IP", params=HNSW)
         # BM25 with the FAISS store's k1 and b.
-        indexes.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25",
-                          params={"bm25_k1": 1.2, "bm25_b": 0.75})
+        indexes.add_index(
+            "sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params={"bm25_k1": 1.2, "bm25_b": 0.75}
+        )
         indexes.add_index("doc_id", index_type="INVERTED")
         # Strong consistency: a reader sees every write acknowledged before its query.
         self.client.create_collection(collection, schema=schema, consistency_level="Strong")
@@ -228,8 +256,11 @@ class MilvusStore:
             self.client.create_alias(collection, self.name)
         # Replicas still reading an older version keep it for a while, as with the FAISS store's folders.
         pattern = re.compile(rf"{re.escape(self.name)}_v_\w+")
-        versions = sorted(c for c in self.client.list_collections()
-                          if pattern.fullmatch(c) and not c.endswith("_documents") and c != collection)
+        versions = sorted(
+            c
+            for c in self.client.list_collections()
+            if pattern.fullmatch(c) and not c.endswith("_documents") and c != collection
+        )
         for old in versions[: max(0, len(versions) - (store.KEEP_VERSIONS - 1))]:
             self.client.drop_collection(old)
             self.client.drop_collection(f"{old}_documents")
@@ -240,8 +271,12 @@ class MilvusStore:
     def _documents(self, collection: str) -> tuple[dict[str, Document], dict[str, int]]:
         parts: dict[str, dict[int, str]] = {}
         counts: dict[str, int] = {}
-        iterator = self.client.query_iterator(f"{collection}_documents", batch_size=1000, filter="part >= 0",
-                                              output_fields=["doc_id", "part", "chunks", "data"])
+        iterator = self.client.query_iterator(
+            f"{collection}_documents",
+            batch_size=1000,
+            filter="part >= 0",
+            output_fields=["doc_id", "part", "chunks", "data"],
+        )
         try:
             while rows := iterator.next():
                 for row in rows:
@@ -259,8 +294,14 @@ class MilvusStore:
 class MilvusIndex:
     """One version of the index in Milvus (an `IndexView`): the documents as loaded, searches on its collection."""
 
-    def __init__(self, owner: MilvusStore, collection: str, manifest: dict, documents: dict[str, Document],
-                 counts: dict[str, int]):
+    def __init__(
+        self,
+        owner: MilvusStore,
+        collection: str,
+        manifest: dict,
+        documents: dict[str, Document],
+        counts: dict[str, int],
+    ):
         self.owner = owner
         self.collection = collection
         self.manifest = manifest
@@ -277,19 +318,34 @@ class MilvusIndex:
 
     def dense_search(self, vector: np.ndarray, k: int) -> list[Hit]:
         with self.owner.calls():
-            found = self.owner.client.search(self.collection, data=[np.asarray(vector, np.float32).tolist()],
-                                             anns_field="dense", limit=k, output_fields=CHUNK_FIELDS,
-                                             search_params=self._dense_parameters(k))
-        return [Hit(chunk=_chunk(h["entity"]), score=float(h["distance"]), dense_score=float(h["distance"]))
-                for h in found[0]]
+            found = self.owner.client.search(
+                self.collection,
+                data=[np.asarray(vector, np.float32).tolist()],
+                anns_field="dense",
+                limit=k,
+                output_fields=CHUNK_FIELDS,
+                search_params=self._dense_parameters(k),
+            )
+        return [
+            Hit(chunk=_chunk(h["entity"]), score=float(h["distance"]), dense_score=float(h["distance"]))
+            for h in found[0]
+        ]
 
     def lexical_search(self, text: str, k: int) -> list[Hit]:
         with self.owner.calls():
-            found = self.owner.client.search(self.collection, data=[lexical_text(text)], anns_field="sparse", limit=k,
-                                             output_fields=CHUNK_FIELDS, search_params={"metric_type": "BM25"})
+            found = self.owner.client.search(
+                self.collection,
+                data=[lexical_text(text)],
+                anns_field="sparse",
+                limit=k,
+                output_fields=CHUNK_FIELDS,
+                search_params={"metric_type": "BM25"},
+            )
         # Milvus Lite reports BM25 as a negative distance, the server as a positive score.
-        return [Hit(chunk=_chunk(h["entity"]), score=abs(float(h["distance"])), lexical_score=abs(float(h["distance"])))
-                for h in found[0]]
+        return [
+            Hit(chunk=_chunk(h["entity"]), score=abs(float(h["distance"])), lexical_score=abs(float(h["distance"])))
+            for h in found[0]
+        ]
 
     def hybrid_search(self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int) -> list[Hit]:
         from pymilvus import AnnSearchRequest, RRFRanker
@@ -299,8 +355,9 @@ class MilvusIndex:
             AnnSearchRequest([lexical_text(text)], "sparse", {"metric_type": "BM25"}, depth),
         ]
         with self.owner.calls():
-            found = self.owner.client.hybrid_search(self.collection, requests, RRFRanker(rrf_k), limit=k,
-                                                    output_fields=CHUNK_FIELDS)
+            found = self.owner.client.hybrid_search(
+                self.collection, requests, RRFRanker(rrf_k), limit=k, output_fields=CHUNK_FIELDS
+            )
         return [Hit(chunk=_chunk(h["entity"]), score=float(h["distance"])) for h in found[0]]
 
     def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
@@ -319,32 +376,61 @@ def _rows(add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray)
     """The chunks' rows and the documents' records; a chunk over Milvus's limits is a clear error."""
     documents = {d.doc_id: d for d in add}
     rows = []
-    for chunk, vector in zip(chunks, np.asarray(vectors, dtype=np.float32)):
+    for chunk, vector in zip(chunks, np.asarray(vectors, dtype=np.float32), strict=False):
         searchable = store.searchable_text(chunk, documents[chunk.doc_id])
         # Tokens over Milvus's element size are dropped: never a real word, and then they count as unseen.
         terms = sorted(t for t in set(tokenize(searchable)) if len(t.encode()) <= TERM_BYTES)
         if len(terms) > TERMS_CAPACITY:
-            raise ConfigError(f"chunk {chunk.chunk_id} has {len(terms)} distinct terms and Milvus holds "
-                              f"{TERMS_CAPACITY}: lower MEDRAG_CHUNK_SIZE")
-        row = {"chunk_id": chunk.chunk_id, "doc_id": chunk.doc_id, "text": chunk.text,
-               "place": {"start": chunk.start, "end": chunk.end, "section": list(chunk.section), "links": list(chunk.links)},
-               "dense": vector.tolist(), "lexical": lexical_text(searchable), "terms": terms}
+            raise ConfigError(
+                f"chunk {chunk.chunk_id} has {len(terms)} distinct terms and Milvus holds "
+                f"{TERMS_CAPACITY}: lower MEDRAG_CHUNK_SIZE"
+            )
+        row = {
+            "chunk_id": chunk.chunk_id,
+            "doc_id": chunk.doc_id,
+            "text": chunk.text,
+            "place": {
+                "start": chunk.start,
+                "end": chunk.end,
+                "section": list(chunk.section),
+                "links": list(chunk.links),
+            },
+            "dense": vector.tolist(),
+            "lexical": lexical_text(searchable),
+            "terms": terms,
+        }
         for field in ("chunk_id", "doc_id", "text", "lexical"):
             if len(row[field].encode()) > VARCHAR_BYTES:
-                raise ConfigError(f"chunk {chunk.chunk_id}: its {field} is over Milvus's {VARCHAR_BYTES} bytes: "
-                                  "lower MEDRAG_CHUNK_SIZE")
+                raise ConfigError(
+                    f"chunk {chunk.chunk_id}: its {field} is over Milvus's {VARCHAR_BYTES} bytes: "
+                    "lower MEDRAG_CHUNK_SIZE"
+                )
         rows.append(row)
     counts = Counter(chunk.doc_id for chunk in chunks)
     records = []
     for document in add:
         data = json.dumps(asdict(document))  # ASCII: every character is one byte
         for part, start in enumerate(range(0, len(data), PART_CHARS)):
-            records.append({"doc_id": document.doc_id, "part": part, "chunks": counts[document.doc_id],
-                            "data": data[start : start + PART_CHARS], "unused": [0.0, 0.0]})
+            records.append(
+                {
+                    "doc_id": document.doc_id,
+                    "part": part,
+                    "chunks": counts[document.doc_id],
+                    "data": data[start : start + PART_CHARS],
+                    "unused": [0.0, 0.0],
+                }
+            )
     return rows, records
 
 
 def _chunk(entity: dict) -> Chunk:
     place = entity["place"]
-    return Chunk(chunk_id=entity["chunk_id"], doc_id=entity["doc_id"], text=entity["text"], start=place["start"],
-                 end=place["end"], section=tuple(place["section"]), links=tuple(place["links"]))
+    return Chunk(
+        chunk_id=entity["chunk_id"],
+        doc_id=entity["doc_id"],
+        text=entity["text"],
+        start=place["start"],
+        end=place["end"],
+        section=tuple(place["section"]),
+        links=tuple(place["links"]),
+    )

@@ -27,9 +27,18 @@ class Snapshot:
 
 
 class Pipeline:
-    def __init__(self, index: store.Store | Path, embedder: Embedder, *, top_k: int = 5, fusion: str = "rrf",
-                 rrf_k: int = RRF_K, min_evidence: float = 0.6, max_question_chars: int = 500,
-                 llm: ChatClient | None = None):
+    def __init__(
+        self,
+        index: store.Store | Path,
+        embedder: Embedder,
+        *,
+        top_k: int = 5,
+        fusion: str = "rrf",
+        rrf_k: int = RRF_K,
+        min_evidence: float = 0.6,
+        max_question_chars: int = 500,
+        llm: ChatClient | None = None,
+    ):
         self.store = store.as_store(index)
         self.embedder = embedder
         self.llm = llm
@@ -54,8 +63,9 @@ class Pipeline:
                 index = self.store.load(self.embedder.model_id)
                 if self._snapshot is None:
                     answering.warm_up()
-                answerer: Answerer = ExtractiveAnswerer(self.embedder, index, min_evidence=self.min_evidence,
-                                                        vectors=self.vectors)
+                answerer: Answerer = ExtractiveAnswerer(
+                    self.embedder, index, min_evidence=self.min_evidence, vectors=self.vectors
+                )
                 if self.llm is not None:
                     answerer = GenerativeAnswerer(answerer, self.llm)
                 retriever = Retriever(index, self.embedder, fusion=self.fusion, rrf_k=self.rrf_k)
@@ -70,8 +80,9 @@ class Pipeline:
             raise BadInputError(f"the question has {len(question)} characters; the limit is {self.max_question_chars}")
         return question
 
-    def search(self, question: str, k: int | None = None, mode: Mode = "hybrid",
-               snapshot: Snapshot | None = None) -> list[Hit]:
+    def search(
+        self, question: str, k: int | None = None, mode: Mode = "hybrid", snapshot: Snapshot | None = None
+    ) -> list[Hit]:
         question = self.check_question(question)
         return (snapshot or self.snapshot()).retriever.search(question, k or self.top_k, mode)
 
@@ -81,13 +92,26 @@ class Pipeline:
                 raise BadInputError(f"a history turn's role must be 'user' or 'assistant', not {turn.role!r}")
         return tuple(turn for turn in history if turn.content.strip())
 
-    def ask(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
-            history: Sequence[Turn] = (), snapshot: Snapshot | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        top_k: int | None = None,
+        mode: Mode = "hybrid",
+        history: Sequence[Turn] = (),
+        snapshot: Snapshot | None = None,
+    ) -> Answer:
         return final(self.stream(question, top_k, mode, history, incremental=False, snapshot=snapshot))
 
-    def stream(self, question: str, top_k: int | None = None, mode: Mode = "hybrid",
-               history: Sequence[Turn] = (), *, incremental: bool = True,
-               snapshot: Snapshot | None = None) -> Iterator[str | Answer]:
+    def stream(
+        self,
+        question: str,
+        top_k: int | None = None,
+        mode: Mode = "hybrid",
+        history: Sequence[Turn] = (),
+        *,
+        incremental: bool = True,
+        snapshot: Snapshot | None = None,
+    ) -> Iterator[str | Answer]:
         """Pieces of the answer as they are written, then the `Answer`; bad input fails here, before any piece.
 
         `snapshot` (the live version by default) lets a caller describe the cited documents from the
@@ -98,8 +122,9 @@ class Pipeline:
         snapshot = snapshot or self.snapshot()
         return self._stream(snapshot, question, history, top_k or self.top_k, mode, incremental)
 
-    def _stream(self, snapshot: Snapshot, question: str, history: tuple[Turn, ...], top_k: int, mode: Mode,
-                incremental: bool) -> Iterator[str | Answer]:
+    def _stream(
+        self, snapshot: Snapshot, question: str, history: tuple[Turn, ...], top_k: int, mode: Mode, incremental: bool
+    ) -> Iterator[str | Answer]:
         started = time.perf_counter()
         query = standalone(question, history, self.llm, self.max_question_chars)
         rewritten = time.perf_counter()
@@ -107,8 +132,7 @@ class Pipeline:
         embedded = time.perf_counter()
         hits = snapshot.retriever.search(query, top_k, mode, query_vector=vector)
         retrieved = time.perf_counter()
-        for item in snapshot.answerer.stream(Question(question, query, history), hits, vector,
-                                             incremental=incremental):
+        for item in snapshot.answerer.stream(Question(question, query, history), hits, vector, incremental=incremental):
             if not isinstance(item, Answer):
                 yield item
                 continue

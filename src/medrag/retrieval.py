@@ -22,8 +22,15 @@ RRF_K = 10
 
 
 class Retriever:
-    def __init__(self, index: IndexView, embedder: Embedder, *, fusion: str = "rrf", rrf_k: int = RRF_K,
-                 dense_weight: float = 0.5):
+    def __init__(
+        self,
+        index: IndexView,
+        embedder: Embedder,
+        *,
+        fusion: str = "rrf",
+        rrf_k: int = RRF_K,
+        dense_weight: float = 0.5,
+    ):
         self.index = index
         self.embedder = embedder
         self.fusion = fusion
@@ -33,8 +40,9 @@ class Retriever:
     def embed_query(self, question: str) -> np.ndarray:
         return self.embedder.embed([normalize(question)], query=True)[0]
 
-    def search(self, question: str, k: int = 5, mode: Mode = "hybrid",
-               query_vector: np.ndarray | None = None) -> list[Hit]:
+    def search(
+        self, question: str, k: int = 5, mode: Mode = "hybrid", query_vector: np.ndarray | None = None
+    ) -> list[Hit]:
         """The k best chunks for the question."""
         if mode == "bm25":
             return self.index.lexical_search(question, k)

@@ -25,7 +25,9 @@ class Settings(BaseSettings):
 
     # Where the index lives: "faiss" (files in index_dir, one machine) or "milvus" (docs/scale-out.md).
     store: Literal["faiss", "milvus"] = "faiss"
-    milvus_uri: str | None = Field(default=None, description="http://host:19530 for a server, or a Milvus Lite file ending in .db")
+    milvus_uri: str | None = Field(
+        default=None, description="http://host:19530 for a server, or a Milvus Lite file ending in .db"
+    )
     milvus_collection: str = "medrag"
     milvus_token: SecretStr | None = None
 
@@ -87,15 +89,19 @@ class Settings(BaseSettings):
     def _milvus_uri(cls, value: str | None) -> str | None:
         value = value.strip() if value else None
         if value and not (value.startswith(("http://", "https://", "tcp://", "unix:")) or value.endswith(".db")):
-            raise ValueError(f"MEDRAG_MILVUS_URI must be a server such as http://127.0.0.1:19530 or a Milvus Lite file "
-                             f"ending in .db, got {value!r}")
+            raise ValueError(
+                f"MEDRAG_MILVUS_URI must be a server such as http://127.0.0.1:19530 or a Milvus Lite file "
+                f"ending in .db, got {value!r}"
+            )
         return value
 
     @model_validator(mode="after")
     def _milvus_needs_a_uri(self) -> "Settings":
         if self.store == "milvus" and not self.milvus_uri:
-            raise ValueError("MEDRAG_STORE=milvus needs MEDRAG_MILVUS_URI: a server such as http://127.0.0.1:19530 "
-                             "or a Milvus Lite file such as index/milvus.db")
+            raise ValueError(
+                "MEDRAG_STORE=milvus needs MEDRAG_MILVUS_URI: a server such as http://127.0.0.1:19530 "
+                "or a Milvus Lite file such as index/milvus.db"
+            )
         return self
 
     @field_validator("llm_base_url", "llm_model", "llm_api_key", mode="before")
@@ -116,8 +122,10 @@ class Settings(BaseSettings):
         if self.llm_base_url and not self.llm_model:
             raise ValueError("MEDRAG_LLM_BASE_URL is set but MEDRAG_LLM_MODEL is not: name the model to ask")
         if self.llm_model and not self.llm_base_url:
-            raise ValueError("MEDRAG_LLM_MODEL is set but MEDRAG_LLM_BASE_URL is not: give the server's URL, "
-                             "e.g. http://127.0.0.1:11434/v1")
+            raise ValueError(
+                "MEDRAG_LLM_MODEL is set but MEDRAG_LLM_BASE_URL is not: give the server's URL, "
+                "e.g. http://127.0.0.1:11434/v1"
+            )
         return self
 
     @field_validator("cors_origins", mode="before")
@@ -148,7 +156,9 @@ class Settings(BaseSettings):
             try:
                 networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
-                raise ValueError(f"MEDRAG_FETCH_ALLOW: {entry!r} is not an IP address or network such as 10.1.0.0/16") from None
+                raise ValueError(
+                    f"MEDRAG_FETCH_ALLOW: {entry!r} is not an IP address or network such as 10.1.0.0/16"
+                ) from None
         return tuple(networks)
 
     @model_validator(mode="after")

@@ -90,8 +90,15 @@ class Store(Protocol):
         """Be the only writer until the block ends; `waiting` is called if another one is."""
         ...
 
-    def write(self, *, add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
-              remove: Collection[str], manifest: dict) -> str:
+    def write(
+        self,
+        *,
+        add: Sequence[Document],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        remove: Collection[str],
+        manifest: dict,
+    ) -> str:
         """Delete the documents `remove` names (with their chunks), then add `add` with its chunks and vectors.
 
         One change: `remove` must name the older copy of any document in `add`. Returns the new live
@@ -130,8 +137,10 @@ def fused_hits(fused: dict[str, float], dense: list[Hit], lexical: list[Hit], k:
     dense_scores = {h.chunk.chunk_id: h.dense_score for h in dense}
     lexical_scores = {h.chunk.chunk_id: h.lexical_score for h in lexical}
     ranked = sorted(fused.items(), key=lambda item: -item[1])[:k]
-    return [Hit(chunk=chunks[i], score=score, dense_score=dense_scores.get(i), lexical_score=lexical_scores.get(i, 0.0))
-            for i, score in ranked]
+    return [
+        Hit(chunk=chunks[i], score=score, dense_score=dense_scores.get(i), lexical_score=lexical_scores.get(i, 0.0))
+        for i, score in ranked
+    ]
 
 
 class FaissStore:
@@ -150,8 +159,15 @@ class FaissStore:
     def lock(self, waiting: Waiting | None = None) -> AbstractContextManager[None]:
         return write_lock(self.root, waiting)
 
-    def write(self, *, add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
-              remove: Collection[str], manifest: dict) -> str:
+    def write(
+        self,
+        *,
+        add: Sequence[Document],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        remove: Collection[str],
+        manifest: dict,
+    ) -> str:
         try:
             live = load(self.root)
         except IndexMissingError:
@@ -173,8 +189,11 @@ class FaissStore:
             bm25 = BM25.build(fresh)
         lexical = time.perf_counter() - started
         # The lexical index is this store's part of the build, so its time is added here.
-        manifest = {**manifest, "build_seconds": round(manifest.get("build_seconds", 0) + lexical, 3),
-                    "phase_seconds": {**manifest.get("phase_seconds", {}), "lexical": round(lexical, 3)}}
+        manifest = {
+            **manifest,
+            "build_seconds": round(manifest.get("build_seconds", 0) + lexical, 3),
+            "phase_seconds": {**manifest.get("phase_seconds", {}), "lexical": round(lexical, 3)},
+        }
         return write(self.root, list(documents.values()), everything, np.vstack(parts), bm25, manifest).name
 
 
@@ -186,8 +205,15 @@ def as_store(target: "Store | Path") -> Store:
 class Index:
     """One loaded, immutable FAISS index version (an `IndexView`)."""
 
-    def __init__(self, path: Path, manifest: dict, documents: dict[str, Document], chunks: list[Chunk],
-                 vectors: faiss.Index, bm25: BM25):
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict,
+        documents: dict[str, Document],
+        chunks: list[Chunk],
+        vectors: faiss.Index,
+        bm25: BM25,
+    ):
         self.path = path
         self.manifest = manifest
         self.documents = documents
@@ -207,8 +233,11 @@ class Index:
         if k == 0:
             return []
         scores, ids = self.vectors.search(vector.reshape(1, -1).astype(np.float32), k)
-        return [Hit(chunk=self.chunks[row], score=float(score), dense_score=float(score))
-                for row, score in zip(ids[0].tolist(), scores[0].tolist()) if row >= 0]
+        return [
+            Hit(chunk=self.chunks[row], score=float(score), dense_score=float(score))
+            for row, score in zip(ids[0].tolist(), scores[0].tolist(), strict=False)
+            if row >= 0
+        ]
 
     def lexical_search(self, text: str, k: int) -> list[Hit]:
         if not self.chunks:
@@ -219,8 +248,11 @@ class Index:
         else:
             part = np.argpartition(-scores, k)[:k]
             top = part[np.argsort(-scores[part])]
-        return [Hit(chunk=self.chunks[row], score=float(scores[row]), lexical_score=float(scores[row]))
-                for row in top.tolist() if scores[row] > 0]
+        return [
+            Hit(chunk=self.chunks[row], score=float(scores[row]), lexical_score=float(scores[row]))
+            for row in top.tolist()
+            if scores[row] > 0
+        ]
 
     def hybrid_search(self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int) -> list[Hit]:
         return fuse_rrf(self.dense_search(vector, depth), self.lexical_search(text, depth), k, rrf_k)
@@ -282,7 +314,9 @@ def load(root: Path, model_id: str | None = None) -> Index:
     for _ in range(3):
         path = current_path(root)
         if path is None:
-            raise IndexMissingError(f"no index in {root}/: build it with `medrag ingest` (or start with `medrag serve`)")
+            raise IndexMissingError(
+                f"no index in {root}/: build it with `medrag ingest` (or start with `medrag serve`)"
+            )
         try:
             return _load(path, model_id)
         except (FileNotFoundError, RuntimeError):  # faiss reports a missing file as RuntimeError
@@ -295,8 +329,9 @@ def load(root: Path, model_id: str | None = None) -> Index:
 def check(manifest: dict, name: str, expected_format: int, model_id: str | None) -> None:
     """Refuse a version of another format, or one built by another model than `model_id`."""
     if manifest.get("format") != expected_format:
-        raise IndexMismatchError(f"{name} has format {manifest.get('format')}, expected {expected_format}: "
-                                 "rebuild it with `medrag reindex`")
+        raise IndexMismatchError(
+            f"{name} has format {manifest.get('format')}, expected {expected_format}: rebuild it with `medrag reindex`"
+        )
     if model_id is not None and manifest["model_id"] != model_id:
         raise IndexMismatchError(
             f"{name} was built with embedding model {manifest['model_id']!r} but the service is "
@@ -311,13 +346,16 @@ def _load(path: Path, model_id: str | None) -> Index:
     documents = {d.doc_id: d for d in (_document(json.loads(line)) for line in _lines(path / "documents.jsonl"))}
     vectors = faiss.read_index(str(path / "vectors.faiss"))
     if vectors.ntotal != len(chunks) or manifest["chunks"] != len(chunks) or manifest["documents"] != len(documents):
-        raise IndexMismatchError(f"index {path.name} is inconsistent: {vectors.ntotal} vectors, {len(chunks)} chunks, "
-                                 f"{len(documents)} documents; the manifest says {manifest['chunks']} and {manifest['documents']}")
+        raise IndexMismatchError(
+            f"index {path.name} is inconsistent: {vectors.ntotal} vectors, {len(chunks)} chunks, "
+            f"{len(documents)} documents; the manifest says {manifest['chunks']} and {manifest['documents']}"
+        )
     return Index(path, manifest, documents, chunks, vectors, BM25.load(path))
 
 
-def write(root: Path, documents: list[Document], chunks: list[Chunk], vectors: np.ndarray, bm25: BM25,
-          manifest: dict) -> Path:
+def write(
+    root: Path, documents: list[Document], chunks: list[Chunk], vectors: np.ndarray, bm25: BM25, manifest: dict
+) -> Path:
     """Write a new version and make it live; returns its folder. The caller holds `write_lock`."""
     root.mkdir(parents=True, exist_ok=True)
     name = version_name()  # sorts by creation time, which is what pruning relies on
@@ -328,8 +366,14 @@ def write(root: Path, documents: list[Document], chunks: list[Chunk], vectors: n
     _write_lines(temporary / "chunks.jsonl", (asdict(c) for c in chunks))
     _write_lines(temporary / "documents.jsonl", (asdict(d) for d in documents))
     bm25.save(temporary)
-    manifest = {**manifest, "format": FORMAT, "version": name, "index_type": kind,
-                "documents": len(documents), "chunks": len(chunks)}
+    manifest = {
+        **manifest,
+        "format": FORMAT,
+        "version": name,
+        "index_type": kind,
+        "documents": len(documents),
+        "chunks": len(chunks),
+    }
     (temporary / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
     for file in temporary.iterdir():
         _fsync(file)

@@ -62,12 +62,15 @@ def test_not_found_is_streamed_as_found_false(server):
     assert "".join(d["text"] for n, d in received if n == "delta") == done["answer"]
 
 
-@pytest.mark.parametrize("body, code", [
-    ({"question": "   "}, "bad_input"),
-    ({"question": "问" * 501}, "bad_input"),
-    ({}, "validation_error"),
-    ({"question": "MedGPT", "top_k": 0}, "validation_error"),
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"question": "   "}, "bad_input"),
+        ({"question": "问" * 501}, "bad_input"),
+        ({}, "validation_error"),
+        ({"question": "MedGPT", "top_k": 0}, "validation_error"),
+    ],
+)
 def test_bad_input_is_refused_as_json_before_streaming(server, body, code):
     response = stream(server, body)
     assert response.status_code == 422

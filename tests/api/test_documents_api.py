@@ -22,8 +22,13 @@ ARTICLE = """<html><head><title>苍鹭问诊系统上线</title><meta property="
 
 
 def make_client(tmp_path, **overrides) -> TestClient:
-    options = dict(index_dir=tmp_path / "index", admin_token=TOKEN, fetch_allow="127.0.0.1/32",
-                   max_upload_bytes=200_000, max_upload_files=3)
+    options = dict(
+        index_dir=tmp_path / "index",
+        admin_token=TOKEN,
+        fetch_allow="127.0.0.1/32",
+        max_upload_bytes=200_000,
+        max_upload_files=3,
+    )
     return TestClient(create_app(Settings(**{**options, **overrides})))
 
 
@@ -55,8 +60,11 @@ def ask(client: TestClient, question: str) -> dict:
 
 def test_writes_are_off_without_a_token(tmp_path):
     with make_client(tmp_path, admin_token=None) as client:
-        for response in (client.post("/documents", json={"title": "t", "text": WHALE}, headers=AUTH),
-                         client.delete("/documents/x", headers=AUTH), client.get("/jobs/x", headers=AUTH)):
+        for response in (
+            client.post("/documents", json={"title": "t", "text": WHALE}, headers=AUTH),
+            client.delete("/documents/x", headers=AUTH),
+            client.get("/jobs/x", headers=AUTH),
+        ):
             assert response.status_code == 403
             assert response.json()["code"] == "writes_disabled"
             assert "set MEDRAG_ADMIN_TOKEN" in response.json()["detail"]
@@ -76,8 +84,14 @@ def test_uploaded_files_become_answerable_and_deleted_ones_disappear(client, pdf
     files = [
         ("file", ("whale.md", WHALE.encode(), "text/markdown")),
         ("file", ("falcon.txt", FALCON.encode(), "text/plain")),
-        ("file", ("bluewhale.pdf", pdf(["The Bluewhale model was released by Polaris Hospital in 2031."],
-                                        title="Bluewhale report"), "application/pdf")),
+        (
+            "file",
+            (
+                "bluewhale.pdf",
+                pdf(["The Bluewhale model was released by Polaris Hospital in 2031."], title="Bluewhale report"),
+                "application/pdf",
+            ),
+        ),
     ]
     job = finish(client, client.post("/documents", files=files, headers=AUTH))
     assert job["state"] == "done" and job["error"] is None, job
@@ -116,7 +130,9 @@ def test_json_text_is_deduplicated_and_replaced_by_url(client):
     assert list(copy["outcomes"].values()) == [f"duplicate of {doc_id}"]
 
     newer = WHALE.replace("42亿", "96亿")
-    replaced = finish(client, client.post("/documents", json={"title": "蓝鲸", "text": newer, "url": url}, headers=AUTH))
+    replaced = finish(
+        client, client.post("/documents", json={"title": "蓝鲸", "text": newer, "url": url}, headers=AUTH)
+    )
     assert replaced["outcomes"] == {doc_id: "replaced"}
     answer = ask(client, "蓝鲸医疗模型的参数规模是多少？")
     assert "96亿" in answer["answer"] and "42亿" not in answer["answer"]
@@ -133,7 +149,11 @@ def test_a_url_is_fetched_extracted_and_cited_by_its_url(client, loopback_site):
     (doc_id,) = job["outcomes"]
     document = client.get(f"/documents/{doc_id}").json()
     assert (document["url"], document["title"], document["publisher"], document["date"]) == (
-        url, "苍鹭问诊系统上线", "东山日报", "2024-05-06")
+        url,
+        "苍鹭问诊系统上线",
+        "东山日报",
+        "2024-05-06",
+    )
     answer = ask(client, "苍鹭问诊系统每天服务多少门诊患者？")
     assert answer["found"] and "三千名" in answer["answer"]
     assert answer["citations"][0]["url"] == url
@@ -163,27 +183,66 @@ def chunked():
 
 
 BAD_REQUESTS = {
-    "too large": (dict(content=b"{" + b" " * 300_000 + b"}", headers={"content-type": "application/json"}), 413, "too_large"),
-    "too large without a length": (dict(content=chunked, headers={"content-type": "application/json"}), 413, "too_large"),
+    "too large": (
+        dict(content=b"{" + b" " * 300_000 + b"}", headers={"content-type": "application/json"}),
+        413,
+        "too_large",
+    ),
+    "too large without a length": (
+        dict(content=chunked, headers={"content-type": "application/json"}),
+        413,
+        "too_large",
+    ),
     "too large upload": (dict(files=[("file", ("big.txt", b"x" * 300_000, "text/plain"))]), 413, "too_large"),
-    "too many files": (dict(files=[("file", (f"{i}.txt", f"文档{i}".encode(), "text/plain")) for i in range(4)]), 413, "too_large"),
-    "unsupported type": (dict(files=[("file", ("tool.exe", b"MZ\x90\x00", "application/octet-stream"))]), 415, "unsupported_type"),
+    "too many files": (
+        dict(files=[("file", (f"{i}.txt", f"文档{i}".encode(), "text/plain")) for i in range(4)]),
+        413,
+        "too_large",
+    ),
+    "unsupported type": (
+        dict(files=[("file", ("tool.exe", b"MZ\x90\x00", "application/octet-stream"))]),
+        415,
+        "unsupported_type",
+    ),
     "mismatched type": (dict(files=[("file", ("a.pdf", b"%PDF-1.4", "text/plain"))]), 415, "unsupported_type"),
     "pdf bytes named txt": (dict(files=[("file", ("a.txt", b"%PDF-1.4 ...", "text/plain"))]), 415, "unsupported_type"),
     "unsupported body": (dict(content=WHALE.encode(), headers={"content-type": "text/plain"}), 415, "unsupported_type"),
-    "malformed pdf": (dict(files=[("file", ("a.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog", "application/pdf"))]), 422, "bad_input"),
-    "empty html": (dict(files=[("file", ("a.html", b"<html><head><script>var a = 1;</script></head><body></body></html>",
-                                         "text/html"))]), 422, "bad_input"),
+    "malformed pdf": (
+        dict(files=[("file", ("a.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog", "application/pdf"))]),
+        422,
+        "bad_input",
+    ),
+    "empty html": (
+        dict(
+            files=[
+                ("file", ("a.html", b"<html><head><script>var a = 1;</script></head><body></body></html>", "text/html"))
+            ]
+        ),
+        422,
+        "bad_input",
+    ),
     "not utf-8": (dict(files=[("file", ("a.txt", "蓝鲸".encode("gb18030"), "text/plain"))]), 422, "bad_input"),
     "empty text": (dict(json={"title": "t", "text": "  "}), 422, "bad_input"),
     "neither url nor text": (dict(json={"title": "t"}), 422, "validation_error"),
     "unknown field": (dict(json={"text": WHALE, "colour": "red"}), 422, "validation_error"),
-    "malformed json": (dict(content=b'{"text": ', headers={"content-type": "application/json"}), 422, "validation_error"),
+    "malformed json": (
+        dict(content=b'{"text": ', headers={"content-type": "application/json"}),
+        422,
+        "validation_error",
+    ),
     "file scheme": (dict(json={"url": "file:///etc/passwd"}), 422, "fetch_refused"),
     "script link with text": (dict(json={"text": WHALE, "url": "javascript:alert(1)"}), 422, "fetch_refused"),
     "no files": (dict(data={"title": "t"}, files=[]), 422, "bad_input"),
-    "one bad file among good ones": (dict(files=[("file", ("whale.md", WHALE.encode(), "text/markdown")),
-                                                 ("file", ("a.pdf", b"%PDF-1.4 broken", "application/pdf"))]), 422, "bad_input"),
+    "one bad file among good ones": (
+        dict(
+            files=[
+                ("file", ("whale.md", WHALE.encode(), "text/markdown")),
+                ("file", ("a.pdf", b"%PDF-1.4 broken", "application/pdf")),
+            ]
+        ),
+        422,
+        "bad_input",
+    ),
 }
 
 
@@ -216,5 +275,7 @@ def test_bad_uploads_are_refused_and_nothing_is_indexed(indexed_client, case):
 def test_fetch_allow_setting_is_validated():
     with pytest.raises(ValueError, match="MEDRAG_FETCH_ALLOW: 'intranet' is not an IP address or network"):
         Settings(fetch_allow="127.0.0.1/32, intranet")
-    assert Settings(fetch_allow="10.1.0.0/16,::1").fetch_allow == (ipaddress.ip_network("10.1.0.0/16"),
-                                                                    ipaddress.ip_network("::1"))
+    assert Settings(fetch_allow="10.1.0.0/16,::1").fetch_allow == (
+        ipaddress.ip_network("10.1.0.0/16"),
+        ipaddress.ip_network("::1"),
+    )

@@ -9,8 +9,13 @@ from fastapi.testclient import TestClient
 from medrag.api.app import create_app
 from medrag.settings import Settings
 
-GOOD = {"rating": "up", "question": "MedGPT有多少参数？", "answer": "参数规模：1000亿参数。[1]",
-        "found": True, "chunk_ids": ["report-190f4f39:0001"]}
+GOOD = {
+    "rating": "up",
+    "question": "MedGPT有多少参数？",
+    "answer": "参数规模：1000亿参数。[1]",
+    "found": True,
+    "chunk_ids": ["report-190f4f39:0001"],
+}
 
 
 def client_for(tmp_path, feedback_path=None) -> TestClient:
@@ -40,17 +45,20 @@ def test_feedback_is_appended(tmp_path):
     assert records[0]["time"].endswith("+00:00")
 
 
-@pytest.mark.parametrize("change", [
-    {"rating": "meh"},
-    {"rating": None},
-    {"question": "   "},
-    {"answer": ""},
-    {"answer": "x" * 20001},
-    {"chunk_ids": ["c"] * 51},
-    {"chunk_ids": "not-a-list"},
-    {"comment": "x" * 2001},
-    {"unexpected": "field"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"rating": "meh"},
+        {"rating": None},
+        {"question": "   "},
+        {"answer": ""},
+        {"answer": "x" * 20001},
+        {"chunk_ids": ["c"] * 51},
+        {"chunk_ids": "not-a-list"},
+        {"comment": "x" * 2001},
+        {"unexpected": "field"},
+    ],
+)
 def test_bad_feedback_is_refused_and_nothing_is_written(tmp_path, change):
     client = client_for(tmp_path)
     response = client.post("/feedback", json={**GOOD, **change})
@@ -60,7 +68,9 @@ def test_bad_feedback_is_refused_and_nothing_is_written(tmp_path, change):
 
 
 def test_not_json_is_refused(tmp_path):
-    response = client_for(tmp_path).post("/feedback", content=b"{not json", headers={"content-type": "application/json"})
+    response = client_for(tmp_path).post(
+        "/feedback", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422 and response.json()["code"] == "validation_error"
 
 
@@ -76,8 +86,10 @@ def test_an_unwritable_path_is_a_clear_error(tmp_path):
 def test_concurrent_feedback_keeps_every_line_whole(tmp_path):
     client = client_for(tmp_path)
     answers = [f"回答{i}" * 200 for i in range(24)]
-    threads = [threading.Thread(target=client.post, args=("/feedback",), kwargs={"json": {**GOOD, "answer": a}})
-               for a in answers]
+    threads = [
+        threading.Thread(target=client.post, args=("/feedback",), kwargs={"json": {**GOOD, "answer": a}})
+        for a in answers
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

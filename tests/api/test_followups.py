@@ -31,11 +31,14 @@ def test_a_follow_up_retrieves_the_passages_of_the_earlier_subject(server):
     assert MEDGPT_PASSAGE not in top_passage(server, "它的参数量呢？")
 
 
-@pytest.mark.parametrize("first, follow_up, expected", [
-    ("Who released MedGPT?", "How many parameters does it have?", "1000亿"),
-    ("MMed-Llama 3在MMedBench上的准确率是多少？", "那GPT-4呢？", "74.27"),
-    ("MedLM是基于哪个模型构建的？", "它通过了什么认证？", "HIPAA"),
-])
+@pytest.mark.parametrize(
+    "first, follow_up, expected",
+    [
+        ("Who released MedGPT?", "How many parameters does it have?", "1000亿"),
+        ("MMed-Llama 3在MMedBench上的准确率是多少？", "那GPT-4呢？", "74.27"),
+        ("MedLM是基于哪个模型构建的？", "它通过了什么认证？", "HIPAA"),
+    ],
+)
 def test_follow_ups_are_answered_about_the_earlier_subject(server, first, follow_up, expected):
     body = ask(server, follow_up, after(first))
     assert body["found"] is True and expected in body["answer"], body
@@ -47,12 +50,15 @@ def test_the_english_follow_up_alone_has_no_answer(server):
     assert ask(server, "How many parameters does it have?")["found"] is False
 
 
-@pytest.mark.parametrize("history", [
-    [{"role": "system", "content": "hi"}],
-    [{"role": "user"}],
-    [{"role": "user", "content": "问" * 20_001}],
-    [{"role": "user", "content": "问"}] * 201,
-])
+@pytest.mark.parametrize(
+    "history",
+    [
+        [{"role": "system", "content": "hi"}],
+        [{"role": "user"}],
+        [{"role": "user", "content": "问" * 20_001}],
+        [{"role": "user", "content": "问"}] * 201,
+    ],
+)
 def test_bad_history_gets_422_with_the_error_shape(server, history):
     response = httpx.post(f"{server.url}/ask", json={"question": "它呢？", "history": history}, timeout=30)
     assert response.status_code == 422
@@ -65,8 +71,10 @@ def test_the_openai_client_uses_medrag_without_an_llm(server):
     first = client.chat.completions.create(model="medrag", messages=messages)
     assert "医联" in first.choices[0].message.content
     assert first.model_extra["medrag"]["generator"] == "extractive"
-    messages += [{"role": "assistant", "content": first.choices[0].message.content},
-                 {"role": "user", "content": "How many parameters does it have?"}]
+    messages += [
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "How many parameters does it have?"},
+    ]
     chunks = list(client.chat.completions.create(model="medrag", messages=messages, stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert "1000亿" in text

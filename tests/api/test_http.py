@@ -29,8 +29,9 @@ def test_ask_answers_with_a_citation_to_the_passage_and_the_cited_article(server
 
 
 def test_unanswerable_questions_say_so_without_citations(server):
-    body = httpx.post(f"{server.url}/ask", json={"question": "What is the boiling point of water on Mount Everest?"},
-                      timeout=30).json()
+    body = httpx.post(
+        f"{server.url}/ask", json={"question": "What is the boiling point of water on Mount Everest?"}, timeout=30
+    ).json()
     assert body["found"] is False and body["citations"] == []
     assert "corpus" in body["answer"]
 
@@ -52,14 +53,17 @@ def test_health_and_documents_describe_the_index(server):
     assert len(documents[0]["sources"]) == 6
 
 
-@pytest.mark.parametrize("payload, code", [
-    ({"question": ""}, "bad_input"),
-    ({"question": "   "}, "bad_input"),
-    ({"question": "问" * 501}, "bad_input"),
-    ({"question": 42}, "validation_error"),
-    ({}, "validation_error"),
-    ({"question": "MedGPT", "top_k": 0}, "validation_error"),
-])
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        ({"question": ""}, "bad_input"),
+        ({"question": "   "}, "bad_input"),
+        ({"question": "问" * 501}, "bad_input"),
+        ({"question": 42}, "validation_error"),
+        ({}, "validation_error"),
+        ({"question": "MedGPT", "top_k": 0}, "validation_error"),
+    ],
+)
 def test_bad_questions_get_422_with_the_error_shape(server, payload, code):
     response = httpx.post(f"{server.url}/ask", json=payload)
     assert response.status_code == 422

@@ -21,8 +21,13 @@ pytestmark = pytest.mark.slow
 
 TOKEN = "live-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-QUESTIONS = ["MedGPT有多少参数？", "MMed-Llama 3在MMedBench上的准确率是多少？", "MedLM是哪两家机构合作的？",
-             "What is MedGPT's diagnostic agreement with attending physicians?", "今天天气怎么样？"]
+QUESTIONS = [
+    "MedGPT有多少参数？",
+    "MMed-Llama 3在MMedBench上的准确率是多少？",
+    "MedLM是哪两家机构合作的？",
+    "What is MedGPT's diagnostic agreement with attending physicians?",
+    "今天天气怎么样？",
+]
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +120,12 @@ def test_200_queries_during_a_reindex_all_succeed(live):
 def test_sigkill_mid_reindex_leaves_the_previous_version_live(live):
     before = live_version(live.http)
     # Smaller chunks, so there are several batches to embed and the kill lands well before the end.
-    writer = reindex(live.index_dir, env={"MEDRAG_CHUNK_SIZE": "80", "MEDRAG_CHUNK_OVERLAP": "10"},
-                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    writer = reindex(
+        live.index_dir,
+        env={"MEDRAG_CHUNK_SIZE": "80", "MEDRAG_CHUNK_OVERLAP": "10"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     progress = re.compile(rb"(\d+)/(\d+) \[")
     seen = b""
     while True:  # read the progress bar until some chunks, not all, are embedded

@@ -36,12 +36,23 @@ def llm_server(real_index, real_embedder, fake, tmp_path_factory):
     index_dir = tmp_path_factory.mktemp("llm") / "index"
     shutil.copytree(real_index, index_dir)
     settings = Settings()
-    indexing.update(index_dir, real_embedder, add=corpus.load_paths([DATA / "injection"]),
-                    size=settings.chunk_size, overlap=settings.chunk_overlap)
-    running = Server(index_dir, env={
-        "MEDRAG_LLM_BASE_URL": fake.url, "MEDRAG_LLM_MODEL": "fake-model", "MEDRAG_LLM_API_KEY": "test-key",
-        "MEDRAG_LLM_TIMEOUT": "1", "MEDRAG_LLM_RETRIES": "2",
-    }).wait()
+    indexing.update(
+        index_dir,
+        real_embedder,
+        add=corpus.load_paths([DATA / "injection"]),
+        size=settings.chunk_size,
+        overlap=settings.chunk_overlap,
+    )
+    running = Server(
+        index_dir,
+        env={
+            "MEDRAG_LLM_BASE_URL": fake.url,
+            "MEDRAG_LLM_MODEL": "fake-model",
+            "MEDRAG_LLM_API_KEY": "test-key",
+            "MEDRAG_LLM_TIMEOUT": "1",
+            "MEDRAG_LLM_RETRIES": "2",
+        },
+    ).wait()
     yield running
     running.stop()
 
@@ -175,8 +186,12 @@ def test_without_evidence_the_llm_is_not_asked(llm_server, fake):
 def stream_v1(server, messages: list[dict]) -> tuple[str, dict]:
     """The text of a streamed /v1 completion and its last chunk, read as raw server-sent events."""
     text, last = [], None
-    with httpx.stream("POST", f"{server.url}/v1/chat/completions", timeout=30,
-                      json={"model": "medrag", "messages": messages, "stream": True}) as response:
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/chat/completions",
+        timeout=30,
+        json={"model": "medrag", "messages": messages, "stream": True},
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in response.iter_lines() if line]
@@ -221,8 +236,9 @@ def ask_stream(server, question: str) -> tuple[list[str], dict]:
     with httpx.stream("POST", f"{server.url}/ask/stream", json={"question": question}, timeout=30) as response:
         assert response.status_code == 200
         blocks = [b for b in "".join(response.iter_text()).split("\n\n") if b.strip()]
-    events = [(b.split("\n")[0].removeprefix("event: "), json.loads(b.split("\n")[1].removeprefix("data: ")))
-              for b in blocks]
+    events = [
+        (b.split("\n")[0].removeprefix("event: "), json.loads(b.split("\n")[1].removeprefix("data: "))) for b in blocks
+    ]
     assert [name for name, _ in events[:-1]] == ["delta"] * (len(events) - 1) and events[-1][0] == "done"
     return [data["text"] for _, data in events[:-1]], events[-1][1]
 
@@ -245,8 +261,10 @@ def test_ask_stream_falls_back_before_sending_garbage(llm_server, fake):
     assert done["generator"] == "extractive" and "malformed JSON" in done["fallback"]
 
 
-FIRST = [{"role": "user", "content": "MedGPT是哪家公司发布的？"},
-         {"role": "assistant", "content": "MedGPT由医联发布[1]。"}]
+FIRST = [
+    {"role": "user", "content": "MedGPT是哪家公司发布的？"},
+    {"role": "assistant", "content": "MedGPT由医联发布[1]。"},
+]
 
 
 def test_follow_ups_are_rewritten_by_the_llm(llm_server, fake):
@@ -279,8 +297,10 @@ def client(llm_server):
 
 def test_the_openai_client_holds_a_two_turn_conversation(client, fake):
     assert [m.id for m in client.models.list()] == ["medrag"]
-    messages = [{"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": "MedGPT是哪家公司发布的？"}]
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "MedGPT是哪家公司发布的？"},
+    ]
     first = client.chat.completions.create(model="medrag", messages=messages)
     answer = first.choices[0].message.content
     assert "医联" in answer and first.choices[0].finish_reason == "stop"
@@ -303,20 +323,32 @@ def test_the_openai_client_holds_a_two_turn_conversation(client, fake):
 def test_the_openai_client_gets_clear_errors(client):
     with pytest.raises(openai.NotFoundError) as error:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-    assert error.value.body == {"detail": "there is no model 'gpt-4o'; medrag serves one model, 'medrag'",
-                                "code": "model_not_found"}
+    assert error.value.body == {
+        "detail": "there is no model 'gpt-4o'; medrag serves one model, 'medrag'",
+        "code": "model_not_found",
+    }
     with pytest.raises(openai.UnprocessableEntityError):
         client.chat.completions.create(model="medrag", messages=[{"role": "assistant", "content": "hi"}])
 
 
-@pytest.mark.parametrize("payload, code", [
-    ({"model": "medrag", "messages": [{"role": "assistant", "content": "hi"}]}, "bad_input"),
-    ({"model": "medrag", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "http://127.0.0.1/x.png"}}]}]}, "bad_input"),
-    ({"model": "medrag", "messages": [{"role": "user", "content": ""}], "stream": True}, "bad_input"),
-    ({"model": "medrag", "messages": []}, "validation_error"),
-    ({"messages": [{"role": "user", "content": "hi"}]}, "validation_error"),
-])
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        ({"model": "medrag", "messages": [{"role": "assistant", "content": "hi"}]}, "bad_input"),
+        (
+            {
+                "model": "medrag",
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://127.0.0.1/x.png"}}]}
+                ],
+            },
+            "bad_input",
+        ),
+        ({"model": "medrag", "messages": [{"role": "user", "content": ""}], "stream": True}, "bad_input"),
+        ({"model": "medrag", "messages": []}, "validation_error"),
+        ({"messages": [{"role": "user", "content": "hi"}]}, "validation_error"),
+    ],
+)
 def test_bad_chat_requests_get_422_with_the_error_shape(llm_server, payload, code):
     response = httpx.post(f"{llm_server.url}/v1/chat/completions", json=payload, timeout=30)
     assert response.status_code == 422

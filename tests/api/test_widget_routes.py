@@ -11,7 +11,9 @@ PAGE = "https://clinic.example.org"
 
 
 def client_for(tmp_path, **settings) -> TestClient:
-    return TestClient(create_app(Settings(index_dir=tmp_path / "index", feedback_path=tmp_path / "fb.jsonl", **settings)))
+    return TestClient(
+        create_app(Settings(index_dir=tmp_path / "index", feedback_path=tmp_path / "fb.jsonl", **settings))
+    )
 
 
 def test_widget_script_and_demo_page_are_served(tmp_path):
@@ -32,8 +34,14 @@ def test_a_missing_widget_folder_is_a_clear_error(tmp_path):
 
 
 def preflight(client: TestClient, origin: str):
-    return client.options("/ask/stream", headers={"Origin": origin, "Access-Control-Request-Method": "POST",
-                                                   "Access-Control-Request-Headers": "content-type"})
+    return client.options(
+        "/ask/stream",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
 
 
 def test_listed_origins_may_call_the_api(tmp_path):

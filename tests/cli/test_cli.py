@@ -10,8 +10,14 @@ pytestmark = pytest.mark.slow
 
 
 def medrag(*args, env=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "medrag.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "medrag.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def test_ingest_then_ask_prints_the_answer_and_its_sources(tmp_path):
@@ -42,13 +48,30 @@ def test_eval_compares_retrievers_locally_and_against_a_server(tmp_path, server,
 
     env = {"MEDRAG_INDEX_DIR": str(real_index)}
     out = tmp_path / "local.json"
-    local = medrag("eval", str(DATA / "qa_public.jsonl"), "--retriever", "hybrid", "--retriever", "bm25",
-                   "--json", str(out), env=env)
+    local = medrag(
+        "eval",
+        str(DATA / "qa_public.jsonl"),
+        "--retriever",
+        "hybrid",
+        "--retriever",
+        "bm25",
+        "--json",
+        str(out),
+        env=env,
+    )
     assert local.returncode == 0, local.stderr
     header = local.stdout.splitlines()[0].split()
     assert header == ["metric", "hybrid", "bm25"]
-    for metric in ("answer_accuracy", "evidence_hit@1", "evidence_hit@5", "mrr", "refusal_accuracy",
-                   "citation_precision", "latency_p50_ms", "latency_p95_ms"):
+    for metric in (
+        "answer_accuracy",
+        "evidence_hit@1",
+        "evidence_hit@5",
+        "mrr",
+        "refusal_accuracy",
+        "citation_precision",
+        "latency_p50_ms",
+        "latency_p95_ms",
+    ):
         assert metric in local.stdout
     import json
 

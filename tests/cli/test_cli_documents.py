@@ -30,8 +30,18 @@ def test_add_files_and_urls_each_failure_on_its_own(env, loopback_site, capsys, 
     hidden = loopback_site("127.0.0.2")
     (env / "whale.md").write_text(WHALE, encoding="utf-8")
     (env / "bluewhale.pdf").write_bytes(pdf(["The Bluewhale model was released by Polaris Hospital."]))
-    code = cli.main(["add", str(env / "whale.md"), str(env / "bluewhale.pdf"), f"{site.url}/heron",
-                     f"{site.url}/missing", f"{hidden.url}/", "http://no-such-host.invalid/a", "ftp://example.org/x"])
+    code = cli.main(
+        [
+            "add",
+            str(env / "whale.md"),
+            str(env / "bluewhale.pdf"),
+            f"{site.url}/heron",
+            f"{site.url}/missing",
+            f"{hidden.url}/",
+            "http://no-such-host.invalid/a",
+            "ftp://example.org/x",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 1
     assert f"{site.url}/missing: the server answered HTTP 404" in err
@@ -42,7 +52,8 @@ def test_add_files_and_urls_each_failure_on_its_own(env, loopback_site, capsys, 
     assert hidden.connections == 0
     documents = store.load(env / "index").documents.values()
     assert sorted(d.url or d.path for d in documents) == sorted(
-        [str(env / "whale.md"), str(env / "bluewhale.pdf"), f"{site.url}/heron"])
+        [str(env / "whale.md"), str(env / "bluewhale.pdf"), f"{site.url}/heron"]
+    )
     assert out.count("added") == 3
 
 

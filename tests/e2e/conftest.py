@@ -25,8 +25,15 @@ from ..conftest import DATA, ROOT, Server, free_port
 CHROMIUM = Path(os.environ.get("MEDRAG_CHROMIUM", "/usr/bin/chromium"))
 # As the machine's probe found: without the background-networking flags Chromium keeps trying to
 # reach Google's hosts, which this closed network refuses.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 ARTIFACTS = ROOT / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 375, "height": 740}
@@ -53,8 +60,13 @@ def widget_index(real_index, real_embedder, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("widget") / "index"
     shutil.copytree(real_index, root)
     settings = Settings()
-    indexing.update(root, real_embedder, add=corpus.load_paths([DATA / "widget"]),
-                    size=settings.chunk_size, overlap=settings.chunk_overlap)
+    indexing.update(
+        root,
+        real_embedder,
+        add=corpus.load_paths([DATA / "widget"]),
+        size=settings.chunk_size,
+        overlap=settings.chunk_overlap,
+    )
     return root
 
 
@@ -71,10 +83,24 @@ def medrag_server(widget_index, site_ports):
     running.stop()
 
 
-CITATION = {"n": 1, "chunk_id": "scripted:0001", "doc_id": "scripted", "title": "脚本化文档", "section": "第一节",
-            "url": None, "source_urls": ["https://example.org/article"], "text": "第一句。第二句。", "score": 1.0}
-SCRIPTED_ANSWER = {"answer": "第一句。[1]第二句。[1]", "found": True, "evidence": 0.9, "citations": [CITATION],
-                   "timings_ms": {"total": 1.0}}
+CITATION = {
+    "n": 1,
+    "chunk_id": "scripted:0001",
+    "doc_id": "scripted",
+    "title": "脚本化文档",
+    "section": "第一节",
+    "url": None,
+    "source_urls": ["https://example.org/article"],
+    "text": "第一句。第二句。",
+    "score": 1.0,
+}
+SCRIPTED_ANSWER = {
+    "answer": "第一句。[1]第二句。[1]",
+    "found": True,
+    "evidence": 0.9,
+    "citations": [CITATION],
+    "timings_ms": {"total": 1.0},
+}
 
 
 def sse(name: str, data: dict) -> bytes:
@@ -169,25 +195,53 @@ class Site:
 
 SCENARIOS = {
     # Two pieces a second apart, so the first is on screen before the second exists.
-    "slow": [sse("delta", {"text": "第一句。[1]"}), 1.5, sse("delta", {"text": "第二句。[1]"}),
-             sse("done", SCRIPTED_ANSWER)],
+    "slow": [
+        sse("delta", {"text": "第一句。[1]"}),
+        1.5,
+        sse("delta", {"text": "第二句。[1]"}),
+        sse("done", SCRIPTED_ANSWER),
+    ],
     # Pieces 1.2 s apart, 3.6 s in all: longer than the 2-second timeout, but never silent that long.
-    "trickle": [sse("delta", {"text": "第一句。[1]"}), 1.2, sse("delta", {"text": "第二"}), 1.2,
-                sse("delta", {"text": "句。[1]"}), 1.2, sse("done", SCRIPTED_ANSWER)],
-    "error": [sse("delta", {"text": "半句"}),
-              sse("error", {"detail": "the language model stopped answering", "code": "generator_failed"})],
+    "trickle": [
+        sse("delta", {"text": "第一句。[1]"}),
+        1.2,
+        sse("delta", {"text": "第二"}),
+        1.2,
+        sse("delta", {"text": "句。[1]"}),
+        1.2,
+        sse("done", SCRIPTED_ANSWER),
+    ],
+    "error": [
+        sse("delta", {"text": "半句"}),
+        sse("error", {"detail": "the language model stopped answering", "code": "generator_failed"}),
+    ],
     # Headers, then nothing: the widget's 2-second timeout must end the wait.
     "hang": [sse("delta", {"text": "开始"}), 6.0],
     # The stream breaks off without `done`: the widget asks POST /ask instead.
     "cut": [sse("delta", {"text": "半句"})],
     # What a language model tricked by an injected document might produce.
-    "hostile": [sse("delta", {"text": '看这里<img src="http://127.0.0.1:9/x.png" onerror="window.medragPwned=1">[1]'}),
-                sse("done", {**SCRIPTED_ANSWER,
-                             "answer": '看这里<img src="http://127.0.0.1:9/x.png" onerror="window.medragPwned=1">[1]',
-                             "citations": [{**CITATION, "url": "javascript:window.medragPwned=2",
-                                            "text": "<script>window.medragPwned=3</script>",
-                                            "source_urls": ["data:text/html,<script>alert(1)</script>",
-                                                            "//127.0.0.1:9/relative", "https://example.org/ok"]}]})],
+    "hostile": [
+        sse("delta", {"text": '看这里<img src="http://127.0.0.1:9/x.png" onerror="window.medragPwned=1">[1]'}),
+        sse(
+            "done",
+            {
+                **SCRIPTED_ANSWER,
+                "answer": '看这里<img src="http://127.0.0.1:9/x.png" onerror="window.medragPwned=1">[1]',
+                "citations": [
+                    {
+                        **CITATION,
+                        "url": "javascript:window.medragPwned=2",
+                        "text": "<script>window.medragPwned=3</script>",
+                        "source_urls": [
+                            "data:text/html,<script>alert(1)</script>",
+                            "//127.0.0.1:9/relative",
+                            "https://example.org/ok",
+                        ],
+                    }
+                ],
+            },
+        ),
+    ],
 }
 
 
@@ -206,7 +260,7 @@ class Requests:
         page.on("request", lambda request: self.urls.append(request.url))
 
     def paths(self, origin: str) -> list[str]:
-        return [url[len(origin):] for url in self.urls if url.startswith(origin)]
+        return [url[len(origin) :] for url in self.urls if url.startswith(origin)]
 
 
 @pytest.fixture

@@ -100,10 +100,20 @@ def test_enter_while_an_ime_is_composing_does_not_send(page, medrag_server):
     cdp.send("Input.imeSetComposition", {"text": "canshu", "selectionStart": 6, "selectionEnd": 6})
     page.keyboard.press("Enter")
     # Some IMEs report keyCode 229 instead of isComposing.
-    cdp.send("Input.dispatchKeyEvent", {"type": "rawKeyDown", "key": "Enter", "code": "Enter",
-                                        "windowsVirtualKeyCode": 229, "nativeVirtualKeyCode": 229})
-    cdp.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": "Enter", "code": "Enter",
-                                        "windowsVirtualKeyCode": 229, "nativeVirtualKeyCode": 229})
+    cdp.send(
+        "Input.dispatchKeyEvent",
+        {
+            "type": "rawKeyDown",
+            "key": "Enter",
+            "code": "Enter",
+            "windowsVirtualKeyCode": 229,
+            "nativeVirtualKeyCode": 229,
+        },
+    )
+    cdp.send(
+        "Input.dispatchKeyEvent",
+        {"type": "keyUp", "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 229, "nativeVirtualKeyCode": 229},
+    )
     page.wait_for_timeout(300)
     assert "/ask/stream" not in page.requests.paths(medrag_server.url)
     expect(page.locator("medrag-chat .msg.user")).to_have_count(0)
@@ -161,7 +171,8 @@ def test_copy_puts_the_answer_and_its_sources_on_the_clipboard(page, context, me
     expected = httpx.post(f"{medrag_server.url}/ask", json={"question": QUESTION}, timeout=60).json()
     [citation] = expected["citations"]
     assert page.evaluate("navigator.clipboard.readText()") == (
-        f"{expected['answer']}\n\n[1] {citation['title']} > {citation['section']} {citation['source_urls'][0]}")
+        f"{expected['answer']}\n\n[1] {citation['title']} > {citation['section']} {citation['source_urls'][0]}"
+    )
 
 
 def test_feedback_is_stored_by_the_server(page, medrag_server):

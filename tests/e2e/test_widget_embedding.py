@@ -11,8 +11,14 @@ from .test_widget import QUESTION, ask, open_widget
 
 pytestmark = pytest.mark.slow
 
-OPTIONS = {"title": "Ask the clinic", "placeholder": "Type here", "lang": "en", "position": "bottom-left",
-           "primary_color": "#0a7f5a", "open": "true"}
+OPTIONS = {
+    "title": "Ask the clinic",
+    "placeholder": "Type here",
+    "lang": "en",
+    "position": "bottom-left",
+    "primary_color": "#0a7f5a",
+    "open": "true",
+}
 
 
 def test_a_third_party_page_with_every_option(page, site, medrag_server, artifacts):
@@ -120,7 +126,9 @@ def test_a_stream_cut_short_falls_back_to_plain_ask(page, site):
 def test_hostile_answer_and_citation_are_inert(page, site):
     scripted(page, site, "hostile")
     message = ask(page, "注入")
-    expect(message.locator(".answer")).to_contain_text('看这里<img src="http://127.0.0.1:9/x.png" onerror="window.medragPwned=1">')
+    expect(message.locator(".answer")).to_contain_text(
+        '看这里<img src="http://127.0.0.1:9/x.png" onerror="window.medragPwned=1">'
+    )
     message.locator(".badge").click()
     expect(message.locator("blockquote")).to_have_text("<script>window.medragPwned=3</script>")
     # javascript:, data: and scheme-relative URLs are dropped; only the https link is made.

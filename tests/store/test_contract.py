@@ -153,7 +153,9 @@ def test_documents_are_added_replaced_and_removed_without_leftovers(target):
     assert removed.outcomes == {whale.doc_id: "removed"} and removed.version == view.version
     assert list(view.documents) == [falcon.doc_id] and set(view.chunk_counts()) == {falcon.doc_id}
     vector = FakeEmbedder().embed(["蓝鲸 北极星"], query=True)[0]
-    assert {h.chunk.doc_id for h in view.hybrid_search("蓝鲸 北极星", vector, 10, depth=50, rrf_k=10)} == {falcon.doc_id}
+    assert {h.chunk.doc_id for h in view.hybrid_search("蓝鲸 北极星", vector, 10, depth=50, rrf_k=10)} == {
+        falcon.doc_id
+    }
     assert view.term_statistics(["北极星"]) == (view.manifest["chunks"], {"北极星": 0})
 
     back = update(target, add=[whale])  # a removed document can come back

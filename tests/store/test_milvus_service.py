@@ -24,8 +24,13 @@ TOKEN = "replica-admin-token"
 
 
 def medrag(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "medrag.cli", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "medrag.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +38,11 @@ def milvus_env(milvus_server, real_index, tmp_path_factory) -> dict[str, str]:
     """A copy of the real FAISS index, migrated into its own collection on the Milvus server."""
     index_dir = tmp_path_factory.mktemp("milvus-service") / "index"
     shutil.copytree(real_index, index_dir)
-    env = {"MEDRAG_INDEX_DIR": str(index_dir), "MEDRAG_MILVUS_URI": milvus_server.uri,
-           "MEDRAG_MILVUS_COLLECTION": f"service_{secrets.token_hex(4)}"}
+    env = {
+        "MEDRAG_INDEX_DIR": str(index_dir),
+        "MEDRAG_MILVUS_URI": milvus_server.uri,
+        "MEDRAG_MILVUS_COLLECTION": f"service_{secrets.token_hex(4)}",
+    }
     migrated = medrag("migrate", "--to", "milvus", env=env)
     assert migrated.returncode == 0, migrated.stderr
     source = store.load(index_dir)
@@ -96,12 +104,18 @@ def test_a_document_added_through_one_replica_is_answered_by_the_other(replicas)
     question = "佐维斯医疗模型是哪一年发布的？"
     assert httpx.post(f"{reader.url}/ask", json={"question": question}, timeout=60).json()["found"] is False
     text = "# 佐维斯医疗模型\n佐维斯医疗模型由北辰研究院于2031年发布，专门用于罕见病的辅助诊断。"
-    created = httpx.post(f"{writer.url}/documents", json={"title": "佐维斯医疗模型", "text": text},
-                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    created = httpx.post(
+        f"{writer.url}/documents",
+        json={"title": "佐维斯医疗模型", "text": text},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=30,
+    )
     assert created.status_code == 202, created.text
     job_url = f"{writer.url}{created.headers['Location']}"
     deadline = time.monotonic() + 60
-    while (job := httpx.get(job_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json())["state"] != "done":
+    while (job := httpx.get(job_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).json())[
+        "state"
+    ] != "done":
         assert job["state"] != "failed" and time.monotonic() < deadline, job
         time.sleep(0.2)
     # The other replica was told nothing: it sees the new version on its next question.
@@ -137,8 +151,11 @@ def test_a_milvus_that_cannot_be_reached_is_a_clean_503(tmp_path):
 
 
 def test_the_command_line_builds_and_asks_on_milvus_lite(tmp_path):
-    env = {"MEDRAG_STORE": "milvus", "MEDRAG_MILVUS_URI": str(tmp_path / "milvus.db"),
-           "MEDRAG_INDEX_DIR": str(tmp_path / "index")}
+    env = {
+        "MEDRAG_STORE": "milvus",
+        "MEDRAG_MILVUS_URI": str(tmp_path / "milvus.db"),
+        "MEDRAG_INDEX_DIR": str(tmp_path / "index"),
+    }
     built = medrag("ingest", str(DATA / "widget"), env=env)
     assert built.returncode == 0, built.stderr
     assert "added" in built.stdout and (tmp_path / "milvus.db").is_dir()

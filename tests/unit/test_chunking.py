@@ -10,10 +10,34 @@ from ..conftest import CORPUS
 REPORT = (CORPUS / "report.md").read_text(encoding="utf-8")
 
 # Text built from the pieces that matter to a Chinese markdown chunker.
-PIECES = st.sampled_from([
-    "医学", "模型", "MedGPT", "数据", "参数", "1000亿", " ", "，", "、", "。", "！", "？", "；", "…", "\n", "\n\n",
-    "## 标题\n", "### 小节\n", "- ", "**", "[搜狐](https://www.sohu.com/a/1)", "(搜狐, 2024)", "abc. Def", "---\n",
-])
+PIECES = st.sampled_from(
+    [
+        "医学",
+        "模型",
+        "MedGPT",
+        "数据",
+        "参数",
+        "1000亿",
+        " ",
+        "，",
+        "、",
+        "。",
+        "！",
+        "？",
+        "；",
+        "…",
+        "\n",
+        "\n\n",
+        "## 标题\n",
+        "### 小节\n",
+        "- ",
+        "**",
+        "[搜狐](https://www.sohu.com/a/1)",
+        "(搜狐, 2024)",
+        "abc. Def",
+        "---\n",
+    ]
+)
 TEXT = st.lists(PIECES, min_size=0, max_size=120).map("".join)
 SIZES = st.tuples(st.integers(min_value=8, max_value=120), st.integers(min_value=0, max_value=60)).filter(
     lambda pair: pair[1] < pair[0]
@@ -66,7 +90,11 @@ def test_report_chunks_carry_heading_paths_and_cited_urls():
     medgpt = [p for p in pieces if "1000亿参数" in p.text]
     assert medgpt, "the parameter count is in some chunk"
     piece = medgpt[0]
-    assert piece.section == ("中国医学语言模型的代表性成果", "1. MedGPT：国内首个自研医疗大语言模型", "发布背景与技术特点")
+    assert piece.section == (
+        "中国医学语言模型的代表性成果",
+        "1. MedGPT：国内首个自研医疗大语言模型",
+        "发布背景与技术特点",
+    )
     assert piece.links == ("https://www.sohu.com/a/752216224_121695294",)
     assert "https://" not in piece.text and "**" not in piece.text
     assert "(搜狐, 2024)" in piece.text  # the link's label stays as text
@@ -83,7 +111,7 @@ def test_overlap_repeats_trailing_sentences():
     text = "".join(f"第{i}句话在这里。" for i in range(20))
     pieces = split(text, 40, 15)
     assert len(pieces) > 2
-    for first, second in zip(pieces, pieces[1:]):
+    for first, second in zip(pieces, pieces[1:], strict=False):
         assert second.start < first.end, "consecutive chunks overlap"
         assert second.start > first.start, "and still move forward"
 
@@ -98,7 +126,14 @@ def test_an_over_long_sentence_is_cut_at_commas():
 
 def test_chinese_sentence_ends():
     text = "第一句。第二句！第三句？第四句；第五句……结尾"
-    assert [text[s:e] for s, e in sentence_spans(text)] == ["第一句。", "第二句！", "第三句？", "第四句；", "第五句……", "结尾"]
+    assert [text[s:e] for s, e in sentence_spans(text)] == [
+        "第一句。",
+        "第二句！",
+        "第三句？",
+        "第四句；",
+        "第五句……",
+        "结尾",
+    ]
 
 
 def test_overlap_must_be_smaller_than_size():

@@ -16,7 +16,9 @@ from medrag.errors import FetchFailedError, FetchRefusedError
 from medrag.fetching import Fetcher, refusal
 
 LOOPBACK = [ipaddress.ip_network("127.0.0.1/32")]
-ARTICLE = "<html><head><title>蓝鲸</title></head><body><article><p>蓝鲸医疗模型由北极星医院发布。</p></article></body></html>"
+ARTICLE = (
+    "<html><head><title>蓝鲸</title></head><body><article><p>蓝鲸医疗模型由北极星医院发布。</p></article></body></html>"
+)
 
 
 def fetcher(**options) -> Fetcher:
@@ -45,8 +47,17 @@ def resolver_to(*addresses: str):
     return resolve
 
 
-@pytest.mark.parametrize("url", ["ftp://example.org/a", "file:///etc/passwd", "gopher://example.org/", "/relative/path",
-                                 "javascript:alert(1)", "http://"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.org/a",
+        "file:///etc/passwd",
+        "gopher://example.org/",
+        "/relative/path",
+        "javascript:alert(1)",
+        "http://",
+    ],
+)
 def test_only_http_and_https_urls(url):
     recorder = Recorder()
     with pytest.raises(FetchRefusedError):
@@ -54,28 +65,31 @@ def test_only_http_and_https_urls(url):
     assert recorder.requests == []
 
 
-@pytest.mark.parametrize("address, reason", [
-    ("10.1.2.3", "private"),
-    ("172.16.5.4", "private"),
-    ("192.168.1.1", "private"),
-    ("fc00::1", "private"),
-    ("169.254.169.254", "link-local"),
-    ("fe80::1", "link-local"),
-    ("100.64.0.1", "carrier-grade NAT"),
-    ("100.127.255.254", "carrier-grade NAT"),
-    ("224.0.0.1", "multicast"),
-    ("ff02::1", "multicast"),
-    ("240.0.0.1", "reserved"),
-    ("0.0.0.0", "unspecified"),
-    ("::", "unspecified"),
-    ("127.0.0.1", "loopback"),
-    ("::1", "loopback"),
-    ("::ffff:10.0.0.1", "IPv4-mapped"),
-    ("::ffff:8.8.8.8", "IPv4-mapped"),
-    ("192.0.2.10", "private"),  # documentation range
-    ("198.18.0.1", "private"),  # benchmarking range
-    ("64:ff9b::a00:1", "reserved"),  # NAT64 of 10.0.0.1
-])
+@pytest.mark.parametrize(
+    "address, reason",
+    [
+        ("10.1.2.3", "private"),
+        ("172.16.5.4", "private"),
+        ("192.168.1.1", "private"),
+        ("fc00::1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("100.64.0.1", "carrier-grade NAT"),
+        ("100.127.255.254", "carrier-grade NAT"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("240.0.0.1", "reserved"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:10.0.0.1", "IPv4-mapped"),
+        ("::ffff:8.8.8.8", "IPv4-mapped"),
+        ("192.0.2.10", "private"),  # documentation range
+        ("198.18.0.1", "private"),  # benchmarking range
+        ("64:ff9b::a00:1", "reserved"),  # NAT64 of 10.0.0.1
+    ],
+)
 def test_names_resolving_to_internal_addresses_are_refused_before_connecting(address, reason):
     recorder = Recorder()
     guard = fetcher(resolver=resolver_to(address), transport=recorder)

@@ -18,30 +18,36 @@ ARTICLE = """<html><head><title>蓝鲸医疗模型发布 - 北极星新闻</titl
 </article><footer>版权所有</footer></body></html>"""
 
 
-@pytest.mark.parametrize("name, media_type, kind", [
-    ("a.md", None, "markdown"),
-    ("a.MARKDOWN", "text/plain", "markdown"),
-    ("a.txt", "text/markdown", "text"),
-    ("a.html", "text/html; charset=utf-8", "html"),
-    ("a.htm", "application/octet-stream", "html"),
-    ("a.pdf", "application/pdf", "pdf"),
-    (None, "application/pdf", "pdf"),
-    (None, "text/html", "html"),
-])
+@pytest.mark.parametrize(
+    "name, media_type, kind",
+    [
+        ("a.md", None, "markdown"),
+        ("a.MARKDOWN", "text/plain", "markdown"),
+        ("a.txt", "text/markdown", "text"),
+        ("a.html", "text/html; charset=utf-8", "html"),
+        ("a.htm", "application/octet-stream", "html"),
+        ("a.pdf", "application/pdf", "pdf"),
+        (None, "application/pdf", "pdf"),
+        (None, "text/html", "html"),
+    ],
+)
 def test_kind_from_name_and_media_type(name, media_type, kind):
     assert corpus.kind_of(name, media_type) == kind
 
 
-@pytest.mark.parametrize("name, media_type, message", [
-    ("a.exe", None, "unsupported file type .exe"),
-    ("a.docx", "application/pdf", "unsupported file type .docx"),
-    ("a.md", "image/png", "unsupported content type image/png"),
-    ("a.pdf", "text/plain", "declared as text/plain, which does not match its .pdf name"),
-    ("a.html", "application/pdf", "does not match"),
-    ("a.txt", "text/html", "does not match"),
-    ("noext", None, "unknown file type"),
-    (None, None, "unknown file type"),
-])
+@pytest.mark.parametrize(
+    "name, media_type, message",
+    [
+        ("a.exe", None, "unsupported file type .exe"),
+        ("a.docx", "application/pdf", "unsupported file type .docx"),
+        ("a.md", "image/png", "unsupported content type image/png"),
+        ("a.pdf", "text/plain", "declared as text/plain, which does not match its .pdf name"),
+        ("a.html", "application/pdf", "does not match"),
+        ("a.txt", "text/html", "does not match"),
+        ("noext", None, "unknown file type"),
+        (None, None, "unknown file type"),
+    ],
+)
 def test_unsupported_or_mismatched_types_are_refused(name, media_type, message):
     with pytest.raises(UnsupportedTypeError, match=message):
         corpus.kind_of(name, media_type)
@@ -63,17 +69,21 @@ def test_html_without_article_text_is_refused():
 
 
 def test_pdf_text_and_title(pdf):
-    document = corpus.load_bytes(pdf(["The Bluewhale model has 4.2 billion parameters."], title="Bluewhale"),
-                                 "pdf", name="bluewhale.pdf")
+    document = corpus.load_bytes(
+        pdf(["The Bluewhale model has 4.2 billion parameters."], title="Bluewhale"), "pdf", name="bluewhale.pdf"
+    )
     assert document.title == "Bluewhale"
     assert document.text == "The Bluewhale model has 4.2 billion parameters."
     assert document.doc_id.startswith("bluewhale-")
 
 
-@pytest.mark.parametrize("data, error, message", [
-    (b"%PDF-1.4\n1 0 obj garbage", BadInputError, "malformed PDF"),
-    (b"hello, not a pdf", UnsupportedTypeError, "not a PDF"),
-])
+@pytest.mark.parametrize(
+    "data, error, message",
+    [
+        (b"%PDF-1.4\n1 0 obj garbage", BadInputError, "malformed PDF"),
+        (b"hello, not a pdf", UnsupportedTypeError, "not a PDF"),
+    ],
+)
 def test_bad_pdfs_are_refused(data, error, message):
     with pytest.raises(error, match=message):
         corpus.load_bytes(data, "pdf", name="x.pdf")
@@ -84,19 +94,25 @@ def test_pdf_without_text_is_refused(pdf):
         corpus.load_bytes(pdf([]), "pdf", name="scan.pdf")
 
 
-@pytest.mark.parametrize("data, error, message", [
-    (b"\xff\xfe\x00h\x00i", UnsupportedTypeError, "binary content"),
-    (b"%PDF-1.4 pretending to be text", UnsupportedTypeError, "binary content"),
-    (b"caf\xe9 au lait", BadInputError, "not UTF-8"),
-    (b"   \n\n ", BadInputError, "no text"),
-])
+@pytest.mark.parametrize(
+    "data, error, message",
+    [
+        (b"\xff\xfe\x00h\x00i", UnsupportedTypeError, "binary content"),
+        (b"%PDF-1.4 pretending to be text", UnsupportedTypeError, "binary content"),
+        (b"caf\xe9 au lait", BadInputError, "not UTF-8"),
+        (b"   \n\n ", BadInputError, "no text"),
+    ],
+)
 def test_bad_text_is_refused(data, error, message):
     with pytest.raises(error, match=message):
         corpus.load_bytes(data, "text", name="x.txt")
 
 
 def test_text_uses_the_declared_charset_and_drops_a_bom():
-    assert corpus.load_bytes("蓝鲸模型".encode("gb18030"), "text", url="http://x.example/", charset="gb18030").text == "蓝鲸模型"
+    assert (
+        corpus.load_bytes("蓝鲸模型".encode("gb18030"), "text", url="http://x.example/", charset="gb18030").text
+        == "蓝鲸模型"
+    )
     assert corpus.load_bytes("\ufeff# 标题\n正文".encode(), "markdown", name="a.md").title == "标题"
 
 

@@ -6,7 +6,6 @@ import pytest
 
 from medrag import store
 from medrag.corpus import from_text, load_paths
-from medrag.embedding import FakeEmbedder
 from medrag.errors import IndexMismatchError, IndexMissingError
 from medrag.indexing import update
 

@@ -30,6 +30,7 @@ def test_jobs_run_in_order_one_at_a_time_and_survive_failures():
             if error:
                 raise error
             return Change("v-1", {name: "added"})
+
         return run
 
     def on_change():
@@ -37,10 +38,12 @@ def test_jobs_run_in_order_one_at_a_time_and_survive_failures():
         raise RuntimeError("the new version does not load")  # logged; the job still succeeded
 
     runner = JobRunner(on_change=on_change)
-    jobs = [runner.submit("add", work("a")),
-            runner.submit("add", work("b", BadInputError("no such document: b"))),
-            runner.submit("add", work("c", RuntimeError("disk full"))),
-            runner.submit("add", work("d"))]
+    jobs = [
+        runner.submit("add", work("a")),
+        runner.submit("add", work("b", BadInputError("no such document: b"))),
+        runner.submit("add", work("c", RuntimeError("disk full"))),
+        runner.submit("add", work("d")),
+    ]
     assert jobs[-1].state == "queued"
     for job in jobs:
         wait(runner, job.job_id)

@@ -18,7 +18,9 @@ def test_environment_variables_are_read(monkeypatch):
 
 
 def test_overlap_must_be_below_size():
-    with pytest.raises(ValidationError, match=r"MEDRAG_CHUNK_OVERLAP \(300\) must be smaller than MEDRAG_CHUNK_SIZE \(300\)"):
+    with pytest.raises(
+        ValidationError, match=r"MEDRAG_CHUNK_OVERLAP \(300\) must be smaller than MEDRAG_CHUNK_SIZE \(300\)"
+    ):
         Settings(chunk_size=300, chunk_overlap=300)
 
 
@@ -32,11 +34,14 @@ def test_threshold_is_a_share():
         Settings(min_evidence=1.5)
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"llm_base_url": "http://127.0.0.1:9/v1"}, "MEDRAG_LLM_BASE_URL is set but MEDRAG_LLM_MODEL is not"),
-    ({"llm_model": "qwen2.5"}, "MEDRAG_LLM_MODEL is set but MEDRAG_LLM_BASE_URL is not"),
-    ({"llm_base_url": "127.0.0.1:11434/v1", "llm_model": "m"}, "must start with http:// or https://"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"llm_base_url": "http://127.0.0.1:9/v1"}, "MEDRAG_LLM_BASE_URL is set but MEDRAG_LLM_MODEL is not"),
+        ({"llm_model": "qwen2.5"}, "MEDRAG_LLM_MODEL is set but MEDRAG_LLM_BASE_URL is not"),
+        ({"llm_base_url": "127.0.0.1:11434/v1", "llm_model": "m"}, "must start with http:// or https://"),
+    ],
+)
 def test_llm_settings_are_checked(env, message):
     with pytest.raises(ValidationError, match=message):
         Settings(**env)
@@ -49,11 +54,14 @@ def test_blank_llm_settings_mean_no_llm(monkeypatch):
     assert settings.llm_base_url is None and settings.llm_model is None
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"store": "milvus"}, "MEDRAG_STORE=milvus needs MEDRAG_MILVUS_URI"),
-    ({"store": "milvus", "milvus_uri": "127.0.0.1:19530"}, "must be a server such as http://127.0.0.1:19530"),
-    ({"store": "elasticsearch"}, "'faiss' or 'milvus'"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"store": "milvus"}, "MEDRAG_STORE=milvus needs MEDRAG_MILVUS_URI"),
+        ({"store": "milvus", "milvus_uri": "127.0.0.1:19530"}, "must be a server such as http://127.0.0.1:19530"),
+        ({"store": "elasticsearch"}, "'faiss' or 'milvus'"),
+    ],
+)
 def test_the_store_settings_are_checked(env, message):
     with pytest.raises(ValidationError, match=message):
         Settings(**env)

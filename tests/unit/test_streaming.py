@@ -45,8 +45,10 @@ def test_a_failure_mid_stream_becomes_an_error_event():
         raise GeneratorError("the language model stopped answering")
 
     received = parse(list(answer_events(failing(), {})))
-    assert received == [("delta", {"text": "部分回答"}),
-                        ("error", {"detail": "the language model stopped answering", "code": "generator_failed"})]
+    assert received == [
+        ("delta", {"text": "部分回答"}),
+        ("error", {"detail": "the language model stopped answering", "code": "generator_failed"}),
+    ]
 
 
 def test_an_unexpected_failure_hides_its_details():

@@ -116,7 +116,9 @@ class BrokenEmbedder(FakeEmbedder):
 
 def test_a_failure_half_way_indexes_nothing(tmp_path):
     live = update(tmp_path, add=[corpus.from_text(WHALE, path="whale.md")]).version
-    long = corpus.from_text("\n\n".join(f"第{i}段：猎鹰诊断助手的第{i}项功能用于影像报告。" * 3 for i in range(40)), path="long.md")
+    long = corpus.from_text(
+        "\n\n".join(f"第{i}段：猎鹰诊断助手的第{i}项功能用于影像报告。" * 3 for i in range(40)), path="long.md"
+    )
     with pytest.raises(RuntimeError, match="embedder died"):
         update(tmp_path, BrokenEmbedder(), add=[long])
     assert store.current_path(tmp_path).name == live
@@ -134,7 +136,11 @@ def test_rebuild_embeds_everything_again_with_the_new_model(tmp_path):
     change = update(tmp_path, OtherModel(dim=32), rebuild=True, progress=lambda done, total: seen.append((done, total)))
     after = store.load(tmp_path, "fake/other-model")
     assert after.manifest["dim"] == 32 and after.vectors.ntotal == len(before.chunks)
-    assert change.outcomes == {doc_id: "reindexed" for doc_id in before.documents} == {d: "reindexed" for d in after.documents}
+    assert (
+        change.outcomes
+        == {doc_id: "reindexed" for doc_id in before.documents}
+        == {d: "reindexed" for d in after.documents}
+    )
     assert seen[-1] == (len(before.chunks), len(before.chunks))
 
 
@@ -151,8 +157,11 @@ def test_a_second_writer_waits_for_the_lock(tmp_path):
     holder = threading.Thread(target=hold)
     holder.start()
     holding.wait(5)
-    writer = threading.Thread(target=lambda: update(tmp_path, add=[corpus.from_text(WHALE, path="whale.md")],
-                                                    waiting=lambda: waited.append(time.monotonic())))
+    writer = threading.Thread(
+        target=lambda: update(
+            tmp_path, add=[corpus.from_text(WHALE, path="whale.md")], waiting=lambda: waited.append(time.monotonic())
+        )
+    )
     writer.start()
     time.sleep(0.3)
     assert waited and store.current_path(tmp_path) is None  # blocked, nothing written
@@ -180,8 +189,10 @@ WRITER = textwrap.dedent("""
 
 def test_concurrent_writer_processes_take_turns_and_lose_nothing(tmp_path):
     update(tmp_path, add=[corpus.from_text(WHALE, path="whale.md")])
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), name, text])
-               for name, text in (("falcon.md", FALCON), ("heron.md", HERON))]
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), name, text])
+        for name, text in (("falcon.md", FALCON), ("heron.md", HERON))
+    ]
     assert [w.wait(60) for w in writers] == [0, 0]
     index = store.load(tmp_path)
     assert {d.path for d in index.documents.values()} == {"whale.md", "falcon.md", "heron.md"}
@@ -232,6 +243,7 @@ def test_sigkill_at_any_point_of_a_write_leaves_a_whole_version(tmp_path):
     print(f"of 6 kills, {half_written} left a half-written version, {switched} came after a switch")
     assert half_written > 0  # some kills did land in the middle of writing a version
     with store.write_lock(tmp_path):  # the next write clears whatever a kill left half-written
-        store.write(tmp_path, [], [], np.zeros((0, 64), np.float32), BM25.build([]),
-                    {"model_id": "m", "dim": 64, "chunker": {}})
+        store.write(
+            tmp_path, [], [], np.zeros((0, 64), np.float32), BM25.build([]), {"model_id": "m", "dim": 64, "chunker": {}}
+        )
     assert not list(tmp_path.glob(".tmp-*")) and len(list(tmp_path.glob("v-*"))) <= store.KEEP_VERSIONS

@@ -25,8 +25,14 @@ def llm_for(settings: Settings) -> ChatClient | None:
     if not settings.llm_base_url:
         return None
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    return ChatClient(settings.llm_base_url, settings.llm_model, key, timeout=settings.llm_timeout,
-                      retries=settings.llm_retries, max_tokens=settings.llm_max_tokens)
+    return ChatClient(
+        settings.llm_base_url,
+        settings.llm_model,
+        key,
+        timeout=settings.llm_timeout,
+        retries=settings.llm_retries,
+        max_tokens=settings.llm_max_tokens,
+    )
 
 
 def store_for(settings: Settings, kind: str | None = None) -> Store:
@@ -44,8 +50,13 @@ def store_for(settings: Settings, kind: str | None = None) -> Store:
 def pipeline_for(settings: Settings) -> Pipeline:
     embedder = load_embedder(settings.embed_model, settings.embed_threads, settings.embed_batch_size)
     return Pipeline(
-        store_for(settings), embedder, top_k=settings.top_k, fusion=settings.fusion, rrf_k=settings.rrf_k,
-        min_evidence=settings.min_evidence, max_question_chars=settings.max_question_chars,
+        store_for(settings),
+        embedder,
+        top_k=settings.top_k,
+        fusion=settings.fusion,
+        rrf_k=settings.rrf_k,
+        min_evidence=settings.min_evidence,
+        max_question_chars=settings.max_question_chars,
         llm=llm_for(settings),
     )
 
@@ -69,14 +80,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if app.state.pipeline.llm is not None:
             app.state.pipeline.llm.close()
 
-    app = FastAPI(title="medrag", version=__version__, lifespan=lifespan,
-                  description="Question answering with citations over Chinese medical documents.")
+    app = FastAPI(
+        title="medrag",
+        version=__version__,
+        lifespan=lifespan,
+        description="Question answering with citations over Chinese medical documents.",
+    )
     app.state.settings = settings
     errors.register(app)
     if settings.cors_origins:
         # Only what the widget needs: JSON posts without cookies, so no credentials are allowed.
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Content-Type"], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            max_age=600,
+        )
     app.include_router(ask.router)
     app.include_router(chat.router)
     app.include_router(feedback.router)

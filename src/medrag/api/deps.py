@@ -27,8 +27,10 @@ def require_admin(request: Request) -> None:
     """Document writes need `Authorization: Bearer <MEDRAG_ADMIN_TOKEN>`; with no token set they are off."""
     token = request.app.state.settings.admin_token
     if token is None:
-        raise WritesDisabledError("document writes are disabled: set MEDRAG_ADMIN_TOKEN on the server and "
-                                  "send it as 'Authorization: Bearer <token>'")
+        raise WritesDisabledError(
+            "document writes are disabled: set MEDRAG_ADMIN_TOKEN on the server and "
+            "send it as 'Authorization: Bearer <token>'"
+        )
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode()):
         raise UnauthorizedError("missing or wrong admin token: send 'Authorization: Bearer <MEDRAG_ADMIN_TOKEN>'")

@@ -8,9 +8,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import (BadInputError, ConfigError, FetchFailedError, FetchRefusedError, GeneratorError,
-                      IndexMismatchError, IndexMissingError, MedragError, StoreUnavailableError, TooLargeError, UnauthorizedError,
-                      UnknownModelError, UnsupportedTypeError, WritesDisabledError)
+from ..errors import (
+    BadInputError,
+    ConfigError,
+    FetchFailedError,
+    FetchRefusedError,
+    GeneratorError,
+    IndexMismatchError,
+    IndexMissingError,
+    MedragError,
+    StoreUnavailableError,
+    TooLargeError,
+    UnauthorizedError,
+    UnknownModelError,
+    UnsupportedTypeError,
+    WritesDisabledError,
+)
 
 log = logging.getLogger("medrag.api")
 

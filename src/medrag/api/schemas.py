@@ -19,9 +19,14 @@ class TurnIn(BaseModel):
 class AskRequest(BaseModel):
     question: str = Field(description="The question, in Chinese or English.")
     top_k: int | None = Field(default=None, ge=1, le=20, description="Passages to retrieve (default from settings).")
-    retriever: Literal["hybrid", "dense", "bm25"] = Field(default="hybrid", description="Retrieval mode; for comparisons.")
-    history: list[TurnIn] = Field(default=[], max_length=MAX_HISTORY_MESSAGES,
-                                  description="Earlier messages of the conversation, oldest first, for follow-ups.")
+    retriever: Literal["hybrid", "dense", "bm25"] = Field(
+        default="hybrid", description="Retrieval mode; for comparisons."
+    )
+    history: list[TurnIn] = Field(
+        default=[],
+        max_length=MAX_HISTORY_MESSAGES,
+        description="Earlier messages of the conversation, oldest first, for follow-ups.",
+    )
 
     def turns(self) -> list[Turn]:
         return [Turn(t.role, t.content) for t in self.history]
@@ -42,13 +47,17 @@ class CitationOut(BaseModel):
 class AskResponse(BaseModel):
     answer: str
     found: bool
-    evidence: float = Field(description="Evidence score in [0, 1], higher is stronger; below the threshold found is false.")
+    evidence: float = Field(
+        description="Evidence score in [0, 1], higher is stronger; below the threshold found is false."
+    )
     citations: list[CitationOut] = Field(description="Exactly the passages the answer's [n] markers cite, by n.")
     timings_ms: dict[str, float]
     query: str = Field(description="What retrieval searched for: the question, or its standalone form after a history.")
     generator: Literal["extractive", "llm"] = Field(description="Who wrote the answer text.")
-    fallback: str | None = Field(description="Why the LLM's answer was not used (the answer is then the extractive "
-                                             "one) or was cut short; null when nothing went wrong.")
+    fallback: str | None = Field(
+        description="Why the LLM's answer was not used (the answer is then the extractive "
+        "one) or was cut short; null when nothing went wrong."
+    )
     removed_citations: list[int] = Field(description="Markers the LLM wrote for passages it was not given; removed.")
     uncited_sentences: list[str] = Field(description="Sentences of the answer without any [n] marker.")
 
@@ -85,7 +94,8 @@ class FeedbackRequest(BaseModel):
     answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
     found: bool | None = Field(default=None, description="The `found` of the answer rated.")
     chunk_ids: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
-        default=[], max_length=50, description="The cited passages, so operators can see what was rated.")
+        default=[], max_length=50, description="The cited passages, so operators can see what was rated."
+    )
     comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
 
 
@@ -122,7 +132,9 @@ class JobOut(BaseModel):
     waiting: bool = Field(description="True while another writer (the CLI, say) holds the index lock.")
     progress: ProgressOut
     error: dict | None = Field(description='{"detail", "code"} when the job failed.')
-    outcomes: dict[str, str] = Field(description="Per document id: added, replaced, unchanged, duplicate of <id>, removed or reindexed.")
+    outcomes: dict[str, str] = Field(
+        description="Per document id: added, replaced, unchanged, duplicate of <id>, removed or reindexed."
+    )
     version: str | None = Field(description="The index version live after the job.")
     created_at: float
     finished_at: float | None
@@ -179,6 +191,7 @@ def document_out(document: Document, chunks: int) -> DocumentOut:
 
 # OpenAI chat-completions shapes: just the fields medrag reads or writes; unknown request fields are ignored.
 
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: str
@@ -212,7 +225,14 @@ class ModelList(BaseModel):
 
 def job_out(job) -> JobOut:
     return JobOut(
-        job_id=job.job_id, kind=job.kind, state=job.state, waiting=job.waiting,
-        progress=ProgressOut(done=job.done, total=job.total), error=job.error, outcomes=job.outcomes,
-        version=job.version, created_at=job.created_at, finished_at=job.finished_at,
+        job_id=job.job_id,
+        kind=job.kind,
+        state=job.state,
+        waiting=job.waiting,
+        progress=ProgressOut(done=job.done, total=job.total),
+        error=job.error,
+        outcomes=job.outcomes,
+        version=job.version,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
     )

@@ -41,20 +41,25 @@ async def read(request: Request, settings: Settings) -> list[Document] | str:
         return await run_in_threadpool(lambda: [corpus.load_bytes(data, kind, name=name) for name, kind, data in files])
     raise UnsupportedTypeError(
         f"send multipart/form-data with files (.md, .txt, .html, .pdf) or application/json with "
-        f"{{\"url\"}} or {{\"title\", \"text\"}}, not {media or 'a body without a content type'}"
+        f'{{"url"}} or {{"title", "text"}}, not {media or "a body without a content type"}'
     )
 
 
 async def read_files(request: Request, settings: Settings) -> list[tuple[str, str, bytes]]:
     """(file name, kind, bytes) of each uploaded file, all checked for type before any is parsed."""
-    parser = MultiPartParser(request.headers, capped(request.stream(), settings.max_upload_bytes),
-                             max_files=settings.max_upload_files, max_fields=20)
+    parser = MultiPartParser(
+        request.headers,
+        capped(request.stream(), settings.max_upload_bytes),
+        max_files=settings.max_upload_files,
+        max_fields=20,
+    )
     try:
         form = await parser.parse()
     except MultiPartException as error:
         if error.message.startswith("Too many files"):
-            raise TooLargeError(f"more than {settings.max_upload_files} files in one request "
-                                f"(MEDRAG_MAX_UPLOAD_FILES)") from None
+            raise TooLargeError(
+                f"more than {settings.max_upload_files} files in one request (MEDRAG_MAX_UPLOAD_FILES)"
+            ) from None
         raise BadInputError(f"malformed multipart body: {error.message}") from None
     try:
         uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]

@@ -20,11 +20,18 @@ def ask(body: AskRequest, pipeline: PipelineDep) -> AskResponse:
     return answer_out(answer, snapshot.index.documents)
 
 
-@router.post("/ask/stream", response_class=StreamingResponse,
-             responses={200: {"content": {"text/event-stream": {}},
-                              "description": "`event: delta` with data {\"text\": ...} as the answer is produced, "
-                                             "then `event: done` with the /ask response body, or `event: error` "
-                                             "with {\"detail\", \"code\"}."}})
+@router.post(
+    "/ask/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": '`event: delta` with data {"text": ...} as the answer is produced, '
+            "then `event: done` with the /ask response body, or `event: error` "
+            'with {"detail", "code"}.',
+        }
+    },
+)
 def ask_stream(body: AskRequest, pipeline: PipelineDep) -> StreamingResponse:
     """The /ask answer as Server-Sent Events; bad input is refused as JSON before the stream starts."""
     snapshot = pipeline.snapshot()  # one version for the answer and the documents it cites
@@ -33,11 +40,16 @@ def ask_stream(body: AskRequest, pipeline: PipelineDep) -> StreamingResponse:
 
 
 @router.get("/search", response_model=SearchResponse)
-def search(pipeline: PipelineDep, q: str = Query(description="The query."),
-           k: int = Query(default=5, ge=1, le=50),
-           mode: Literal["hybrid", "dense", "bm25"] = "hybrid") -> SearchResponse:
+def search(
+    pipeline: PipelineDep,
+    q: str = Query(description="The query."),
+    k: int = Query(default=5, ge=1, le=50),
+    mode: Literal["hybrid", "dense", "bm25"] = "hybrid",
+) -> SearchResponse:
     """Ranked passages for a query, without composing an answer."""
     snapshot = pipeline.snapshot()
     hits = pipeline.search(q, k, mode, snapshot=snapshot)
     documents = snapshot.index.documents
-    return SearchResponse(query=q, hits=[citation_out(i + 1, h, documents.get(h.chunk.doc_id)) for i, h in enumerate(hits)])
+    return SearchResponse(
+        query=q, hits=[citation_out(i + 1, h, documents.get(h.chunk.doc_id)) for i, h in enumerate(hits)]
+    )

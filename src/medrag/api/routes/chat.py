@@ -43,14 +43,22 @@ def chat_completions(body: ChatRequest, pipeline: PipelineDep):
     if not body.stream:
         snapshot = pipeline.snapshot()  # one version for the answer and the documents it cites
         answer = pipeline.ask(question, history=history, snapshot=snapshot)
-        return {**envelope(completion, "chat.completion"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                             "finish_reason": "stop"}],
-                **extras(answer, snapshot.index.documents)}
+        return {
+            **envelope(completion, "chat.completion"),
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"}
+            ],
+            **extras(answer, snapshot.index.documents),
+        }
     snapshot = pipeline.snapshot()
-    pieces = pipeline.stream(question, history=history, snapshot=snapshot)  # bad input and a missing index fail here, as JSON
-    return StreamingResponse(chunks(completion, pieces, snapshot.index.documents), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    pieces = pipeline.stream(
+        question, history=history, snapshot=snapshot
+    )  # bad input and a missing index fail here, as JSON
+    return StreamingResponse(
+        chunks(completion, pieces, snapshot.index.documents),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def text_of(message: ChatMessage) -> str:
@@ -84,17 +92,24 @@ def extras(answer: Answer, documents: Mapping[str, Document]) -> dict:
 
 def chunks(completion: str, pieces: Iterator, documents: Mapping[str, Document]) -> Iterator[str]:
     """chat.completion.chunk events: the role, the text pieces, then the finish with the citations."""
+
     def event(payload: dict) -> str:
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
     head = envelope(completion, "chat.completion.chunk")
-    yield event({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                      "finish_reason": None}]})
+    yield event(
+        {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+    )
     try:
         for piece in pieces:
             if isinstance(piece, Answer):
-                yield event({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                             **extras(piece, documents)})
+                yield event(
+                    {
+                        **head,
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                        **extras(piece, documents),
+                    }
+                )
             elif piece:
                 yield event({**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
     except Exception as error:  # the status line is sent already: report in the stream, as OpenAI servers do

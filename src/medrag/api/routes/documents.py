@@ -43,7 +43,9 @@ async def add_documents(request: Request, response: Response, settings: Settings
     state = request.app.state
     if isinstance(documents, str):
         url = documents
-        fetcher = Fetcher(max_bytes=settings.fetch_max_bytes, timeout=settings.fetch_timeout, allow=settings.fetch_allow)
+        fetcher = Fetcher(
+            max_bytes=settings.fetch_max_bytes, timeout=settings.fetch_timeout, allow=settings.fetch_allow
+        )
         job = jobs.submit("fetch", lambda job: write(state, job, add=[indexing.document_from_url(fetcher, url)]))
     else:
         job = jobs.submit("add", lambda job: write(state, job, add=documents))
@@ -52,8 +54,7 @@ async def add_documents(request: Request, response: Response, settings: Settings
 
 
 @router.delete("/documents/{doc_id}", status_code=202, response_model=JobOut, responses=ERRORS, dependencies=[Admin])
-def delete_document(doc_id: str, request: Request, response: Response, pipeline: PipelineDep,
-                    jobs: JobsDep) -> JobOut:
+def delete_document(doc_id: str, request: Request, response: Response, pipeline: PipelineDep, jobs: JobsDep) -> JobOut:
     """Queue a document's removal; once the job is done no query can retrieve it."""
     if doc_id not in pipeline.snapshot().index.documents:
         raise HTTPException(404, f"no document {doc_id}")
@@ -78,6 +79,12 @@ def write(state: State, job: Job, **change) -> indexing.Change:
     if getattr(state, "writer_embedder", None) is None:
         # The writer's own embedder, so queries never queue behind an indexing batch.
         state.writer_embedder = load_embedder(settings.embed_model, settings.embed_threads, settings.embed_batch_size)
-    return indexing.update(state.pipeline.store, state.writer_embedder, size=settings.chunk_size,
-                           overlap=settings.chunk_overlap, progress=job.progress,
-                           waiting=lambda: setattr(job, "waiting", True), **change)
+    return indexing.update(
+        state.pipeline.store,
+        state.writer_embedder,
+        size=settings.chunk_size,
+        overlap=settings.chunk_overlap,
+        progress=job.progress,
+        waiting=lambda: setattr(job, "waiting", True),
+        **change,
+    )

@@ -1,7 +1,7 @@
 """Readers' ratings of answers."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
@@ -15,7 +15,10 @@ router = APIRouter(tags=["feedback"])
 @router.post("/feedback", response_model=FeedbackResponse, status_code=201)
 def give_feedback(body: FeedbackRequest, settings: SettingsDep) -> FeedbackResponse:
     """Store a 👍 (`up`) or 👎 (`down`) on an answer in the operators' append-only JSONL file."""
-    record = {"id": uuid.uuid4().hex, "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              **body.model_dump()}
+    record = {
+        "id": uuid.uuid4().hex,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        **body.model_dump(),
+    }
     feedback.append(settings.feedback_path, record)
     return FeedbackResponse(id=record["id"], stored=True)
