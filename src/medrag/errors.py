@@ -17,6 +17,24 @@ class IndexMismatchError(MedragError):
     code = "index_mismatch"
 
 
+class IndexBusyError(MedragError):
+    """A transient race: the live version kept changing while it was read; asking again succeeds."""
+
+    code = "index_busy"
+
+
+class NotFoundError(MedragError):
+    """A document, job or other resource named in a request does not exist."""
+
+    code = "not_found"
+
+
+class StorageError(MedragError):
+    """Writing to the service's own disk failed (a full disk, a read-only folder, no permission)."""
+
+    code = "storage_failed"
+
+
 class StoreUnavailableError(MedragError):
     """The index's store (a Milvus server) cannot be reached or refused a request."""
 
@@ -45,7 +63,7 @@ class FetchRefusedError(MedragError):
     code = "fetch_refused"
 
 
-class UnknownModelError(MedragError):
+class UnknownModelError(NotFoundError):
     """A request names a model this service does not serve (the OpenAI-compatible endpoint)."""
 
     code = "model_not_found"

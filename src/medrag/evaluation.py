@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import BadInputError
 from .textnorm import normalize
+from .types import Reply, Results
 
 Ask = Callable[[str], dict]
 Search = Callable[[str, int], list[dict]]
@@ -35,6 +36,22 @@ def load_questions(path: Path) -> list[dict]:
         item.setdefault("evidence", None)
         items.append(item)
     return items
+
+
+def ask_reply(reply: Reply) -> dict:
+    """The fields of an /ask response that scoring reads, from an answer given in process."""
+    answer = reply.answer
+    return {
+        "answer": answer.text,
+        "found": answer.found,
+        "evidence": answer.evidence,
+        "citations": [{"n": c.n, "text": c.hit.chunk.text} for c in answer.citations],
+    }
+
+
+def search_results(results: Results) -> list[dict]:
+    """The fields of /search hits that scoring reads."""
+    return [{"text": hit.chunk.text} for hit in results.hits]
 
 
 def contains(text: str, needle: str) -> bool:

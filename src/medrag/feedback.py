@@ -5,7 +5,7 @@ import os
 import threading
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import StorageError
 
 _lock = threading.Lock()
 
@@ -23,4 +23,4 @@ def append(path: Path, record: dict) -> None:
             finally:
                 os.close(descriptor)
     except OSError as error:
-        raise ConfigError(f"feedback cannot be stored in {path} (MEDRAG_FEEDBACK_PATH): {error.strerror}") from error
+        raise StorageError(f"feedback cannot be stored in {path} (MEDRAG_FEEDBACK_PATH): {error.strerror}") from error

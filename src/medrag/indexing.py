@@ -2,19 +2,22 @@
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import chunking, corpus, store
+from . import chunking, corpus
+from .chunking import searchable_text
 from .embedding import Embedder
-from .errors import BadInputError, IndexMissingError
+from .errors import BadInputError, IndexMismatchError, IndexMissingError
 from .fetching import Fetcher
-from .store import Store, searchable_text
+from .stores import FaissStore, IndexView, Manifest, Store, Waiting
 from .types import Chunk, Document
 
 Progress = Callable[[int, int], None]
+# Chunks embedded between two progress reports.
+PROGRESS_STEP = 16
 
 
 def chunk_document(document: Document, size: int, overlap: int) -> list[Chunk]:
@@ -38,6 +41,7 @@ class Change:
 
     version: str | None
     outcomes: dict[str, str]  # "added", "replaced", "unchanged", "duplicate of <id>", "removed", "reindexed"
+    view: IndexView | None = None  # the new version, ready to serve; None when nothing was written
 
 
 def update(
@@ -50,7 +54,7 @@ def update(
     size: int,
     overlap: int,
     progress: Progress | None = None,
-    waiting: Callable[[], None] | None = None,
+    waiting: Waiting | None = None,
 ) -> Change:
     """Write a new index version: the live one minus `remove` (and older copies of `add`), plus `add`.
 
@@ -58,9 +62,10 @@ def update(
     indexed is skipped, so the same text is never indexed twice. `rebuild` chunks and embeds every
     document again (after a model or chunker change). The index's write lock is held throughout, so
     concurrent writers take turns; nothing is written unless every document was chunked and embedded.
-    `index` is a store, or a folder for the default FAISS store.
+    `index` is a store, or a folder for the default FAISS store; `progress(done, total)` hears how many
+    chunks are embedded after every `PROGRESS_STEP`.
     """
-    target = store.as_store(index)
+    target = FaissStore(index) if isinstance(index, Path) else index
     with target.lock(waiting):
         return _update(target, embedder, add, remove, rebuild, size, overlap, progress)
 
@@ -106,7 +111,7 @@ def _update(
         hashes[document.content_hash] = document.doc_id
         fresh.append(document)
 
-    if live is not None and (rebuild or live.manifest["chunker"] != {"size": size, "overlap": overlap}):
+    if live is not None and (rebuild or live.manifest.chunker != {"size": size, "overlap": overlap}):
         # Every document is chunked and embedded again: asked for, or the chunker changed since.
         kept = [d for d in documents.values() if d.doc_id not in dropped]
         outcomes.update({d.doc_id: "reindexed" for d in kept if d.doc_id not in outcomes})
@@ -122,32 +127,71 @@ def _update(
     total = len(new_chunks)
     if progress:
         progress(0, total)
-    batch = 16
     vectors = [np.zeros((0, embedder.dim), dtype=np.float32)]
-    for i in range(0, total, batch):
-        part = new_chunks[i : i + batch]
+    for i in range(0, total, PROGRESS_STEP):
+        part = new_chunks[i : i + PROGRESS_STEP]
         vectors.append(embedder.embed([searchable_text(c, d) for c, d in part]))
         if progress:
-            progress(min(i + batch, total), total)
+            progress(min(i + PROGRESS_STEP, total), total)
     seconds["embed"] = time.perf_counter() - phase
-    manifest = {
-        "model_id": embedder.model_id,
-        "dim": embedder.dim,
-        "chunker": {"size": size, "overlap": overlap},
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "build_seconds": round(time.perf_counter() - started, 3),
+    manifest = Manifest(
+        model_id=embedder.model_id,
+        dim=embedder.dim,
+        chunker={"size": size, "overlap": overlap},
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        build_seconds=round(time.perf_counter() - started, 3),
         # Where the time of this build went, for the ingestion benchmark (the store adds its own phases).
-        "phase_seconds": {name: round(value, 3) for name, value in seconds.items()},
-        "new_chunks": total,
-    }
-    version = target.write(
+        phase_seconds={name: round(value, 3) for name, value in seconds.items()},
+        new_chunks=total,
+    )
+    view = target.write(
+        live,
         add=fresh,
         chunks=[c for c, _ in new_chunks],
         vectors=np.vstack(vectors),
         remove=dropped & set(documents),
         manifest=manifest,
     )
-    return Change(version, outcomes)
+    return Change(view.version, outcomes, view)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What `migrate` copied, and the target's live version after it."""
+
+    documents: int
+    chunks: int
+    source: str
+    version: str
+
+
+def migrate(source: FaissStore, target: Store) -> Migration:
+    """Copy the live FAISS version into another store, vectors and all (nothing is embedded again).
+
+    Everything in the target is replaced at once: it switches to the copy only when the copy is whole,
+    and the copy is checked against the source's counts.
+    """
+    index = source.load()
+    with target.lock():
+        try:
+            base = target.load()
+        except IndexMissingError:
+            base = None
+        copied = target.write(
+            base,
+            add=list(index.documents.values()),
+            chunks=index.chunks,
+            vectors=index.all_vectors(),
+            remove=set(base.documents) if base else set(),
+            manifest=replace(index.manifest, migrated_from=index.version),
+        )
+    expected = (len(index.documents), len(index.chunks))
+    if (copied.manifest.documents, copied.manifest.chunks) != expected:
+        raise IndexMismatchError(
+            f"the copy holds {copied.manifest.documents} documents and {copied.manifest.chunks} chunks, "
+            f"not {expected[0]} and {expected[1]}: run `medrag migrate` again"
+        )
+    return Migration(documents=expected[0], chunks=expected[1], source=str(index.path), version=copied.version)
 
 
 def document_from_url(fetcher: Fetcher, url: str) -> Document:

@@ -1,54 +1,58 @@
-"""The question-answering pipeline over the live index version, reloaded when a new one appears."""
+"""One question end to end over the live index version: check, rewrite, analyse, embed, retrieve, answer.
+
+The pipeline keeps a `Snapshot` of the live version and makes a new one when the store names a new
+version (or a writer hands it one). A question holds its snapshot to the end, so a version switch
+never mixes two versions in one answer.
+"""
 
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
-from . import answering, store
-from .answering import Answerer, ExtractiveAnswerer, SentenceVectors, final
+from . import query
+from .answering import Answerer, ExtractiveAnswerer, SentenceVectors
 from .conversation import standalone
 from .embedding import Embedder
 from .errors import BadInputError
 from .generation import GenerativeAnswerer
 from .llm import ChatClient
-from .retrieval import RRF_K, Mode, Retriever
+from .retrieval import Mode, Retriever
+from .stores import IndexView, Store
 from .types import Answer, Hit, Question, Turn
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything one query needs, from one index version; a query keeps its snapshot to the end."""
+    """Everything one question needs, from one index version."""
 
-    index: store.IndexView
+    index: IndexView
     retriever: Retriever
     answerer: Answerer
 
 
+@dataclass(frozen=True)
+class Options:
+    """How questions are answered; every value comes from `Settings`."""
+
+    top_k: int
+    fusion: str
+    rrf_k: int
+    candidates: int
+    dense_weight: float
+    min_evidence: float
+    max_question_chars: int
+    history_turns: int
+
+
 class Pipeline:
-    def __init__(
-        self,
-        index: store.Store | Path,
-        embedder: Embedder,
-        *,
-        top_k: int = 5,
-        fusion: str = "rrf",
-        rrf_k: int = RRF_K,
-        min_evidence: float = 0.6,
-        max_question_chars: int = 500,
-        llm: ChatClient | None = None,
-    ):
-        self.store = store.as_store(index)
+    def __init__(self, store: Store, embedder: Embedder, options: Options, llm: ChatClient | None = None):
+        self.store = store
         self.embedder = embedder
+        self.options = options
         self.llm = llm
         # Sentence vectors stay valid across index versions: they depend only on the text.
         self.vectors = SentenceVectors(embedder)
-        self.top_k = top_k
-        self.fusion = fusion
-        self.rrf_k = rrf_k
-        self.min_evidence = min_evidence
-        self.max_question_chars = max_question_chars
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
 
@@ -60,31 +64,43 @@ class Pipeline:
             return snapshot
         with self._lock:
             if self._snapshot is None or self.store.live_version() != self._snapshot.index.version:
-                index = self.store.load(self.embedder.model_id)
-                if self._snapshot is None:
-                    answering.warm_up()
-                answerer: Answerer = ExtractiveAnswerer(
-                    self.embedder, index, min_evidence=self.min_evidence, vectors=self.vectors
-                )
-                if self.llm is not None:
-                    answerer = GenerativeAnswerer(answerer, self.llm)
-                retriever = Retriever(index, self.embedder, fusion=self.fusion, rrf_k=self.rrf_k)
-                self._snapshot = Snapshot(index, retriever, answerer)
+                self._snapshot = self._make(self.store.load(self.embedder.model_id))
             return self._snapshot
+
+    def install(self, index: IndexView) -> None:
+        """Serve this version, just written by this process, without loading it again."""
+        with self._lock:
+            if self._snapshot is None or self._snapshot.index.version != index.version:
+                self._snapshot = self._make(index)
+
+    def _make(self, index: IndexView) -> Snapshot:
+        if self._snapshot is None:
+            query.warm_up()
+        options = self.options
+        answerer: Answerer = ExtractiveAnswerer(
+            self.embedder, index, min_evidence=options.min_evidence, vectors=self.vectors
+        )
+        if self.llm is not None:
+            answerer = GenerativeAnswerer(answerer, self.llm, history_turns=options.history_turns)
+        retriever = Retriever(
+            index,
+            self.embedder,
+            fusion=options.fusion,
+            rrf_k=options.rrf_k,
+            candidates=options.candidates,
+            dense_weight=options.dense_weight,
+        )
+        return Snapshot(index, retriever, answerer)
 
     def check_question(self, question: str) -> str:
         question = question.strip()
         if not question:
             raise BadInputError("the question is empty")
-        if len(question) > self.max_question_chars:
-            raise BadInputError(f"the question has {len(question)} characters; the limit is {self.max_question_chars}")
+        if len(question) > self.options.max_question_chars:
+            raise BadInputError(
+                f"the question has {len(question)} characters; the limit is {self.options.max_question_chars}"
+            )
         return question
-
-    def search(
-        self, question: str, k: int | None = None, mode: Mode = "hybrid", snapshot: Snapshot | None = None
-    ) -> list[Hit]:
-        question = self.check_question(question)
-        return (snapshot or self.snapshot()).retriever.search(question, k or self.top_k, mode)
 
     def check_history(self, history: Sequence[Turn]) -> tuple[Turn, ...]:
         for turn in history:
@@ -92,47 +108,50 @@ class Pipeline:
                 raise BadInputError(f"a history turn's role must be 'user' or 'assistant', not {turn.role!r}")
         return tuple(turn for turn in history if turn.content.strip())
 
-    def ask(
-        self,
-        question: str,
-        top_k: int | None = None,
-        mode: Mode = "hybrid",
-        history: Sequence[Turn] = (),
-        snapshot: Snapshot | None = None,
-    ) -> Answer:
-        return final(self.stream(question, top_k, mode, history, incremental=False, snapshot=snapshot))
+    def search(self, snapshot: Snapshot, question: str, k: int | None, mode: Mode) -> list[Hit]:
+        analysed = query.analyse(self.check_question(question))
+        return snapshot.retriever.search(analysed, k or self.options.top_k, mode)
 
     def stream(
         self,
+        snapshot: Snapshot,
         question: str,
-        top_k: int | None = None,
-        mode: Mode = "hybrid",
-        history: Sequence[Turn] = (),
+        top_k: int | None,
+        mode: Mode,
+        history: Sequence[Turn],
         *,
-        incremental: bool = True,
-        snapshot: Snapshot | None = None,
+        incremental: bool,
     ) -> Iterator[str | Answer]:
-        """Pieces of the answer as they are written, then the `Answer`; bad input fails here, before any piece.
-
-        `snapshot` (the live version by default) lets a caller describe the cited documents from the
-        same index version that answered, even if a new version lands meanwhile.
-        """
+        """Pieces of the answer as they are written, then the `Answer`; bad input fails here, before any piece."""
         question = self.check_question(question)
         history = self.check_history(history)
-        snapshot = snapshot or self.snapshot()
-        return self._stream(snapshot, question, history, top_k or self.top_k, mode, incremental)
+        return self._stream(snapshot, question, history, top_k or self.options.top_k, mode, incremental)
 
     def _stream(
-        self, snapshot: Snapshot, question: str, history: tuple[Turn, ...], top_k: int, mode: Mode, incremental: bool
+        self,
+        snapshot: Snapshot,
+        question: str,
+        history: tuple[Turn, ...],
+        top_k: int,
+        mode: Mode,
+        incremental: bool,
     ) -> Iterator[str | Answer]:
         started = time.perf_counter()
-        query = standalone(question, history, self.llm, self.max_question_chars)
+        text = standalone(
+            question,
+            history,
+            self.llm,
+            max_chars=self.options.max_question_chars,
+            history_turns=self.options.history_turns,
+        )
+        analysed = query.analyse(text)
         rewritten = time.perf_counter()
-        vector = snapshot.retriever.embed_query(query)
+        vector = snapshot.retriever.embed_query(analysed)
         embedded = time.perf_counter()
-        hits = snapshot.retriever.search(query, top_k, mode, query_vector=vector)
+        hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector)
         retrieved = time.perf_counter()
-        for item in snapshot.answerer.stream(Question(question, query, history), hits, vector, incremental=incremental):
+        asked = Question(question, analysed, history)
+        for item in snapshot.answerer.stream(asked, hits, vector, incremental=incremental):
             if not isinstance(item, Answer):
                 yield item
                 continue
@@ -145,4 +164,4 @@ class Pipeline:
             }
             if history:
                 timings["rewrite"] = round((rewritten - started) * 1000, 2)
-            yield replace(item, query=query, timings_ms=timings)
+            yield replace(item, query=text, timings_ms=timings)

@@ -9,59 +9,40 @@ from typing import Literal
 
 import numpy as np
 
+from . import fusion
 from .embedding import Embedder
-from .store import IndexView, fused_hits
-from .textnorm import normalize
-from .types import Hit
+from .stores import IndexView
+from .types import Hit, Query
 
 Mode = Literal["hybrid", "dense", "bm25"]
-# How far down each ranking candidates are drawn before fusion.
-CANDIDATES = 50
-# Reciprocal-rank fusion constant; measured in benchmarks/toyhom.py (10 beat 60).
-RRF_K = 10
 
 
 class Retriever:
+    """Searches one index version; `candidates` is how far down each ranking fusion looks."""
+
     def __init__(
-        self,
-        index: IndexView,
-        embedder: Embedder,
-        *,
-        fusion: str = "rrf",
-        rrf_k: int = RRF_K,
-        dense_weight: float = 0.5,
+        self, index: IndexView, embedder: Embedder, *, fusion: str, rrf_k: int, candidates: int, dense_weight: float
     ):
         self.index = index
         self.embedder = embedder
         self.fusion = fusion
         self.rrf_k = rrf_k
+        self.candidates = candidates
         self.dense_weight = dense_weight
 
-    def embed_query(self, question: str) -> np.ndarray:
-        return self.embedder.embed([normalize(question)], query=True)[0]
+    def embed_query(self, query: Query) -> np.ndarray:
+        return self.embedder.embed([query.normalized], query=True)[0]
 
-    def search(
-        self, question: str, k: int = 5, mode: Mode = "hybrid", query_vector: np.ndarray | None = None
-    ) -> list[Hit]:
-        """The k best chunks for the question."""
+    def search(self, query: Query, k: int, mode: Mode = "hybrid", query_vector: np.ndarray | None = None) -> list[Hit]:
+        """The k best chunks for the query."""
+        text = query.normalized
         if mode == "bm25":
-            return self.index.lexical_search(question, k)
-        vector = self.embed_query(question) if query_vector is None else query_vector
+            return self.index.lexical_search(text, k)
+        vector = self.embed_query(query) if query_vector is None else query_vector
         if mode == "dense":
             return self.index.dense_search(vector, k)
-        depth = max(CANDIDATES, k)
+        depth = max(self.candidates, k)
         if self.fusion == "rrf":
-            return self.index.hybrid_search(question, vector, k, depth=depth, rrf_k=self.rrf_k)
-        return self._weighted(self.index.dense_search(vector, depth), self.index.lexical_search(question, depth), k)
-
-    def _weighted(self, dense: list[Hit], lexical: list[Hit], k: int) -> list[Hit]:
-        """Min-max normalised scores of each ranking, blended by `dense_weight`."""
-        fused: dict[str, float] = {}
-        for ranking, weight in ((dense, self.dense_weight), (lexical, 1 - self.dense_weight)):
-            if not ranking:
-                continue
-            low, high = min(h.score for h in ranking), max(h.score for h in ranking)
-            for hit in ranking:
-                share = (hit.score - low) / (high - low) if high > low else 1.0
-                fused[hit.chunk.chunk_id] = fused.get(hit.chunk.chunk_id, 0.0) + weight * share
-        return fused_hits(fused, dense, lexical, k)
+            return self.index.hybrid_search(text, vector, k, depth=depth, rrf_k=self.rrf_k)
+        dense, lexical = self.index.dense_search(vector, depth), self.index.lexical_search(text, depth)
+        return fusion.weighted(dense, lexical, k, self.dense_weight)

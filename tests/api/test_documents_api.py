@@ -6,9 +6,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from medrag import store
 from medrag.api.app import create_app
 from medrag.settings import Settings
+from medrag.stores import faiss as store
 
 pytestmark = pytest.mark.slow
 

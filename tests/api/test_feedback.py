@@ -79,7 +79,8 @@ def test_an_unwritable_path_is_a_clear_error(tmp_path):
     client = client_for(tmp_path, feedback_path=tmp_path / "a-file" / "feedback.jsonl")
     response = client.post("/feedback", json=GOOD)
     assert response.status_code == 500
-    assert response.json()["code"] == "config_error"
+    # A disk that refuses a write is a storage failure, not a configuration error (issue 10).
+    assert response.json()["code"] == "storage_failed"
     assert "MEDRAG_FEEDBACK_PATH" in response.json()["detail"]
 
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from medrag import store
+from medrag.stores import faiss as store
 
 from ..conftest import Server
 
@@ -140,8 +140,8 @@ def test_sigkill_mid_reindex_leaves_the_previous_version_live(live):
 
     index = store.load(live.index_dir)
     assert index.version == before["version"]
-    assert index.vectors.ntotal == len(index.chunks) == index.manifest["chunks"] == before["chunks"]
-    assert len(index.documents) == index.manifest["documents"] == before["documents"]
+    assert index.vectors.ntotal == len(index.chunks) == index.manifest.chunks == before["chunks"]
+    assert len(index.documents) == index.manifest.documents == before["documents"]
     assert live_version(live.http)["version"] == before["version"]
     answer = live.http.post("/ask", json={"question": "MedGPT有多少参数？"}).json()
     assert answer["found"] and "1000亿" in answer["answer"]

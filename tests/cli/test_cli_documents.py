@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from medrag import cli, store
+from medrag import cli
+from medrag.stores import faiss as store
 
 pytestmark = pytest.mark.slow
 

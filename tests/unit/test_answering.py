@@ -4,39 +4,40 @@ from pathlib import Path
 
 import pytest
 
-from medrag.answering import question_terms
-from medrag.pipeline import Pipeline
+from medrag.query import question_terms
+from medrag.service import Service
+from medrag.settings import Settings
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pipeline(real_index: Path, real_embedder) -> Pipeline:
-    return Pipeline(real_index, real_embedder)
+def service(real_index: Path) -> Service:
+    return Service(Settings(index_dir=real_index))
 
 
-def test_english_questions_find_chinese_passages(pipeline):
-    hits = pipeline.search("How many parameters does MedGPT have?", 3, "dense")
+def test_english_questions_find_chinese_passages(service):
+    hits = service.search("How many parameters does MedGPT have?", k=3, mode="dense").hits
     assert any("1000亿参数" in h.chunk.text for h in hits)
 
 
-def test_traditional_chinese_questions_match_simplified_text(pipeline):
-    traditional = pipeline.search("MedGPT的參數規模是多少", 3, "hybrid")
-    simplified = pipeline.search("MedGPT的参数规模是多少", 3, "hybrid")
+def test_traditional_chinese_questions_match_simplified_text(service):
+    traditional = service.search("MedGPT的參數規模是多少", k=3, mode="hybrid").hits
+    simplified = service.search("MedGPT的参数规模是多少", k=3, mode="hybrid").hits
     assert [h.chunk.chunk_id for h in traditional] == [h.chunk.chunk_id for h in simplified]
     assert any("1000亿参数" in h.chunk.text for h in traditional)
 
 
-def test_each_mode_ranks_with_higher_is_better_scores(pipeline):
+def test_each_mode_ranks_with_higher_is_better_scores(service):
     for mode in ("hybrid", "dense", "bm25"):
-        hits = pipeline.search("MMed-Llama 3的准确率", 5, mode)
+        hits = service.search("MMed-Llama 3的准确率", k=5, mode=mode).hits
         assert hits, mode
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True), mode
 
 
-def test_answers_cite_the_passage_they_quote(pipeline):
-    answer = pipeline.ask("MedGPT有多少参数？")
+def test_answers_cite_the_passage_they_quote(service):
+    answer = service.ask("MedGPT有多少参数？").answer
     assert answer.found and "1000亿" in answer.text
     assert answer.text.endswith("]")
     cited = {c.n: c.hit.chunk for c in answer.citations}
@@ -46,12 +47,12 @@ def test_answers_cite_the_passage_they_quote(pipeline):
     assert set(answer.timings_ms) == {"embed", "retrieve", "answer", "total"}
 
 
-def test_questions_outside_the_corpus_are_refused(pipeline):
+def test_questions_outside_the_corpus_are_refused(service):
     for question in ("谁赢得了2022年世界杯足球赛？", "What is the capital of Australia?"):
-        answer = pipeline.ask(question)
+        answer = service.ask(question).answer
         assert not answer.found, question
         assert answer.citations == ()
-        assert answer.evidence < pipeline.min_evidence
+        assert answer.evidence < service.settings.min_evidence
 
 
 def test_question_terms_weigh_nouns_over_verbs_and_skip_question_words():
@@ -66,6 +67,6 @@ def test_a_split_off_character_is_kept_with_the_next_word():
     assert dict(question_terms("MedGPT的参数量是多少？")) == {"MedGPT": 1.0, "参数量": 1.0}
 
 
-def test_follow_up_wording_still_finds_the_answer(pipeline):
-    answer = pipeline.ask("MedGPT的参数量是多少？")
+def test_follow_up_wording_still_finds_the_answer(service):
+    answer = service.ask("MedGPT的参数量是多少？").answer
     assert answer.found and "1000亿" in answer.text

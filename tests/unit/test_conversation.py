@@ -2,7 +2,8 @@
 
 import pytest
 
-from medrag.conversation import entities, heuristic_query, points_back
+from medrag.conversation import heuristic_query
+from medrag.query import entities, points_back
 from medrag.types import Turn
 
 

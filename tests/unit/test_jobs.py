@@ -3,9 +3,9 @@
 import threading
 import time
 
-from medrag.api.jobs import JobRunner
 from medrag.errors import BadInputError
 from medrag.indexing import Change
+from medrag.jobs import JobRunner
 
 
 def wait(runner: JobRunner, job_id: str) -> None:
@@ -33,7 +33,7 @@ def test_jobs_run_in_order_one_at_a_time_and_survive_failures():
 
         return run
 
-    def on_change():
+    def on_change(change):
         changes.append(threading.current_thread().name)
         raise RuntimeError("the new version does not load")  # logged; the job still succeeded
 

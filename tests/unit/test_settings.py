@@ -68,8 +68,8 @@ def test_the_store_settings_are_checked(env, message):
 
 
 def test_milvus_is_chosen_by_environment_variables(monkeypatch, tmp_path):
-    from medrag.api.app import store_for
-    from medrag.milvus import MilvusStore
+    from medrag.service import store_for
+    from medrag.stores.milvus import MilvusStore
 
     monkeypatch.setenv("MEDRAG_STORE", "milvus")
     monkeypatch.setenv("MEDRAG_MILVUS_URI", str(tmp_path / "milvus.db"))
@@ -81,7 +81,7 @@ def test_milvus_is_chosen_by_environment_variables(monkeypatch, tmp_path):
 
 def test_a_collection_name_milvus_would_refuse_is_a_clear_error(tmp_path):
     from medrag.errors import ConfigError
-    from medrag.milvus import MilvusStore
+    from medrag.stores.milvus import MilvusStore
 
     with pytest.raises(ConfigError, match="MEDRAG_MILVUS_COLLECTION: 'my-index' is not a Milvus name"):
         MilvusStore(str(tmp_path / "milvus.db"), "my-index", lock_dir=tmp_path)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from medrag.answering import pieces
 from medrag.api.streaming import answer_events
 from medrag.errors import GeneratorError
-from medrag.types import Answer
+from medrag.types import Answer, Reply
 
 
 def parse(chunks: list[str]) -> list[tuple[str, dict]]:
@@ -33,7 +33,7 @@ def test_pieces_join_back_to_the_text(text):
 
 def test_events_are_deltas_then_done():
     answer = Answer(text="第一句。[1]第二句\n换行。", found=False)
-    received = parse(list(answer_events(iter(["第一句。[1]", "第二句\n换行。", answer]), {})))
+    received = parse(list(answer_events(iter(["第一句。[1]", "第二句\n换行。", Reply(answer, {})]))))
     assert received[:2] == [("delta", {"text": "第一句。[1]"}), ("delta", {"text": "第二句\n换行。"})]
     assert received[2][0] == "done"
     assert received[2][1]["answer"] == answer.text and received[2][1]["found"] is False
@@ -44,7 +44,7 @@ def test_a_failure_mid_stream_becomes_an_error_event():
         yield "部分回答"
         raise GeneratorError("the language model stopped answering")
 
-    received = parse(list(answer_events(failing(), {})))
+    received = parse(list(answer_events(failing())))
     assert received == [
         ("delta", {"text": "部分回答"}),
         ("error", {"detail": "the language model stopped answering", "code": "generator_failed"}),
@@ -56,5 +56,5 @@ def test_an_unexpected_failure_hides_its_details():
         raise KeyError("secret internals")
         yield
 
-    [(name, data)] = parse(list(answer_events(failing(), {})))
+    [(name, data)] = parse(list(answer_events(failing())))
     assert name == "error" and data["code"] == "internal_error" and "secret" not in data["detail"]

@@ -12,16 +12,32 @@ import time
 import numpy as np
 import pytest
 
-from medrag import corpus, indexing, store
+from medrag import corpus, indexing
 from medrag.embedding import FakeEmbedder
 from medrag.errors import BadInputError
 from medrag.lexical import BM25
+from medrag.query import analyse
 from medrag.retrieval import Retriever
+from medrag.settings import Settings
+from medrag.stores import Manifest
+from medrag.stores import faiss as store
 
 SIZE, OVERLAP = 120, 20
 WHALE = "# 蓝鲸模型\n\n蓝鲸医疗模型由北极星医院发布，参数规模为42亿。它覆盖内科常见疾病。"
 FALCON = "# 猎鹰模型\n\n猎鹰诊断助手由南湖大学研发，主要用于影像报告的自动生成。"
 HERON = "# 苍鹭模型\n\n苍鹭问诊系统由东山医院上线，每天服务三千名门诊患者。"
+
+
+def retriever_for(index, embedder) -> Retriever:
+    settings = Settings()
+    return Retriever(
+        index,
+        embedder,
+        fusion=settings.fusion,
+        rrf_k=settings.rrf_k,
+        candidates=settings.candidates,
+        dense_weight=settings.dense_weight,
+    )
 
 
 def update(root, embedder=None, **change):
@@ -70,17 +86,17 @@ def test_a_removed_document_is_never_retrieved_again(tmp_path):
     embedder = FakeEmbedder()
     whale, falcon = corpus.from_text(WHALE, path="whale.md"), corpus.from_text(FALCON, path="falcon.md")
     update(tmp_path, embedder, add=[whale, falcon])
-    retriever = Retriever(store.load(tmp_path), embedder)
-    assert any(h.chunk.doc_id == whale.doc_id for h in retriever.search("蓝鲸医疗模型 北极星医院", 5))
+    retriever = retriever_for(store.load(tmp_path), embedder)
+    assert any(h.chunk.doc_id == whale.doc_id for h in retriever.search(analyse("蓝鲸医疗模型 北极星医院"), 5))
 
     assert update(tmp_path, embedder, remove=[whale.doc_id]).outcomes == {whale.doc_id: "removed"}
     index = store.load(tmp_path)
     assert whale.doc_id not in index.documents
     assert all(c.doc_id == falcon.doc_id for c in index.chunks)
-    retriever = Retriever(index, embedder)
+    retriever = retriever_for(index, embedder)
     for mode in ("hybrid", "dense", "bm25"):
         # Its own text as the query: the strongest possible match, if anything of it were left.
-        hits = retriever.search(WHALE, 10, mode)
+        hits = retriever.search(analyse(WHALE), 10, mode)
         assert all(h.chunk.doc_id != whale.doc_id for h in hits)
 
 
@@ -90,7 +106,7 @@ def test_removing_the_last_document_leaves_an_empty_loadable_index(tmp_path):
     update(tmp_path, remove=[whale.doc_id])
     index = store.load(tmp_path)
     assert index.documents == {} and index.chunks == [] and index.vectors.ntotal == 0
-    assert Retriever(index, FakeEmbedder()).search("蓝鲸", 5) == []
+    assert retriever_for(index, FakeEmbedder()).search(analyse("蓝鲸"), 5) == []
 
 
 def test_removing_an_unknown_document_changes_nothing(tmp_path):
@@ -135,7 +151,7 @@ def test_rebuild_embeds_everything_again_with_the_new_model(tmp_path):
     seen = []
     change = update(tmp_path, OtherModel(dim=32), rebuild=True, progress=lambda done, total: seen.append((done, total)))
     after = store.load(tmp_path, "fake/other-model")
-    assert after.manifest["dim"] == 32 and after.vectors.ntotal == len(before.chunks)
+    assert after.manifest.dim == 32 and after.vectors.ntotal == len(before.chunks)
     assert (
         change.outcomes
         == {doc_id: "reindexed" for doc_id in before.documents}
@@ -196,15 +212,16 @@ def test_concurrent_writer_processes_take_turns_and_lose_nothing(tmp_path):
     assert [w.wait(60) for w in writers] == [0, 0]
     index = store.load(tmp_path)
     assert {d.path for d in index.documents.values()} == {"whale.md", "falcon.md", "heron.md"}
-    assert index.vectors.ntotal == len(index.chunks) == index.manifest["chunks"]
+    assert index.vectors.ntotal == len(index.chunks) == index.manifest.chunks
 
 
 LOOP_WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
     import numpy as np
-    from medrag import store
+    from medrag.stores import faiss as store
     from medrag.lexical import BM25
+    from medrag.stores import Manifest
     from medrag.types import Chunk
 
     root = Path(sys.argv[1])
@@ -218,7 +235,7 @@ LOOP_WRITER = textwrap.dedent("""
         bm25 = BM25.build([["t"]] * rows)
         with store.write_lock(root):
             print("writing", flush=True)
-            store.write(root, [], chunks, vectors, bm25, {"model_id": "m", "dim": 64, "chunker": {}})
+            store.write(root, [], chunks, vectors, bm25, Manifest(model_id="m", dim=64, chunker={}))
 """)
 
 
@@ -238,12 +255,12 @@ def test_sigkill_at_any_point_of_a_write_leaves_a_whole_version(tmp_path):
         switched += store.current_path(tmp_path) != before[1]
         index = store.load(tmp_path)
         # Every version has its own row count, so a mix of two versions would show here.
-        assert index.vectors.ntotal == len(index.chunks) == index.manifest["chunks"]
+        assert index.vectors.ntotal == len(index.chunks) == index.manifest.chunks
         assert np.isfinite(index.all_vectors()).all()
     print(f"of 6 kills, {half_written} left a half-written version, {switched} came after a switch")
     assert half_written > 0  # some kills did land in the middle of writing a version
     with store.write_lock(tmp_path):  # the next write clears whatever a kill left half-written
         store.write(
-            tmp_path, [], [], np.zeros((0, 64), np.float32), BM25.build([]), {"model_id": "m", "dim": 64, "chunker": {}}
+            tmp_path, [], [], np.zeros((0, 64), np.float32), BM25.build([]), Manifest(model_id="m", dim=64, chunker={})
         )
     assert not list(tmp_path.glob(".tmp-*")) and len(list(tmp_path.glob("v-*"))) <= store.KEEP_VERSIONS

@@ -6,21 +6,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..errors import UnauthorizedError, WritesDisabledError
-from ..pipeline import Pipeline
+from ..service import Service
 from ..settings import Settings
-from .jobs import JobRunner
 
 
-def get_pipeline(request: Request) -> Pipeline:
-    return request.app.state.pipeline
+def get_service(request: Request) -> Service:
+    return request.app.state.service
 
 
 def get_settings(request: Request) -> Settings:
     return request.app.state.settings
-
-
-def get_jobs(request: Request) -> JobRunner:
-    return request.app.state.jobs
 
 
 def require_admin(request: Request) -> None:
@@ -36,7 +31,6 @@ def require_admin(request: Request) -> None:
         raise UnauthorizedError("missing or wrong admin token: send 'Authorization: Bearer <MEDRAG_ADMIN_TOKEN>'")
 
 
-PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+ServiceDep = Annotated[Service, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-JobsDep = Annotated[JobRunner, Depends(get_jobs)]
 Admin = Depends(require_admin)

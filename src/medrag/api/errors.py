@@ -14,35 +14,44 @@ from ..errors import (
     FetchFailedError,
     FetchRefusedError,
     GeneratorError,
+    IndexBusyError,
     IndexMismatchError,
     IndexMissingError,
     MedragError,
+    NotFoundError,
+    StorageError,
     StoreUnavailableError,
     TooLargeError,
     UnauthorizedError,
-    UnknownModelError,
     UnsupportedTypeError,
     WritesDisabledError,
 )
 
 log = logging.getLogger("medrag.api")
 
-# The first matching class wins: subclasses before their bases.
+# The status of an error is that of the nearest class in its hierarchy listed here.
 STATUS = {
+    BadInputError: 422,
     TooLargeError: 413,
     UnsupportedTypeError: 415,
-    BadInputError: 422,
     FetchRefusedError: 422,
     FetchFailedError: 502,
     UnauthorizedError: 401,
     WritesDisabledError: 403,
+    NotFoundError: 404,
     IndexMissingError: 503,
     IndexMismatchError: 503,
+    IndexBusyError: 503,
     StoreUnavailableError: 503,
-    ConfigError: 500,
     GeneratorError: 502,
-    UnknownModelError: 404,
+    ConfigError: 500,
+    StorageError: 500,
+    MedragError: 500,
 }
+
+
+def status_of(error: MedragError) -> int:
+    return next(STATUS[kind] for kind in type(error).__mro__ if kind in STATUS)
 
 
 def error(status: int, detail, code: str) -> JSONResponse:
@@ -52,10 +61,12 @@ def error(status: int, detail, code: str) -> JSONResponse:
 def register(app: FastAPI) -> None:
     @app.exception_handler(MedragError)
     async def medrag_error(request: Request, exc: MedragError) -> JSONResponse:
-        status = next((s for kind, s in STATUS.items() if isinstance(exc, kind)), 500)
+        status = status_of(exc)
         response = error(status, str(exc), exc.code)
         if status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, IndexBusyError):
+            response.headers["Retry-After"] = "1"
         return response
 
     @app.exception_handler(RequestValidationError)

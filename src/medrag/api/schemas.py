@@ -4,7 +4,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from ..types import Answer, Document, Hit, Turn
+from ..service import DocumentInfo
+from ..types import Document, Hit, Reply, Results, Turn
 
 # Bounds on a conversation sent back with each question: generous for chat clients, bounded for the server.
 MAX_HISTORY_MESSAGES = 200
@@ -160,7 +161,8 @@ def citation_out(n: int, hit: Hit, document: Document | None) -> CitationOut:
     )
 
 
-def answer_out(answer: Answer, documents: dict[str, Document]) -> AskResponse:
+def answer_out(reply: Reply) -> AskResponse:
+    answer, documents = reply.answer, reply.documents
     return AskResponse(
         answer=answer.text,
         found=answer.found,
@@ -175,7 +177,13 @@ def answer_out(answer: Answer, documents: dict[str, Document]) -> AskResponse:
     )
 
 
-def document_out(document: Document, chunks: int) -> DocumentOut:
+def search_out(results: Results) -> SearchResponse:
+    hits = [citation_out(i, h, results.documents.get(h.chunk.doc_id)) for i, h in enumerate(results.hits, start=1)]
+    return SearchResponse(query=results.query, hits=hits)
+
+
+def document_out(info: DocumentInfo) -> DocumentOut:
+    document = info.document
     return DocumentOut(
         doc_id=document.doc_id,
         title=document.title,
@@ -184,7 +192,7 @@ def document_out(document: Document, chunks: int) -> DocumentOut:
         publisher=document.publisher,
         date=document.date,
         content_hash=document.content_hash,
-        chunks=chunks,
+        chunks=info.chunks,
         sources=[SourceOut(url=s.url, title=s.title, publisher=s.publisher, year=s.year) for s in document.sources],
     )
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from fastapi.responses import StreamingResponse
 
 from ..errors import MedragError
-from ..types import Answer, Document
+from ..types import Reply
 from .schemas import answer_out
 
 log = logging.getLogger("medrag.api")
@@ -18,12 +18,12 @@ def event(name: str, data: dict) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def answer_events(items: Iterator[str | Answer], documents: dict[str, Document]) -> Iterator[str]:
+def answer_events(items: Iterator[str | Reply]) -> Iterator[str]:
     """The events for an answer stream; a failure after the first byte becomes an `error` event."""
     try:
         for item in items:
-            if isinstance(item, Answer):
-                yield event("done", answer_out(item, documents).model_dump(mode="json"))
+            if isinstance(item, Reply):
+                yield event("done", answer_out(item).model_dump(mode="json"))
             else:
                 yield event("delta", {"text": item})
     except MedragError as error:
@@ -33,9 +33,9 @@ def answer_events(items: Iterator[str | Answer], documents: dict[str, Document])
         yield event("error", {"detail": "internal error; the server log has the details", "code": "internal_error"})
 
 
-def answer_stream(items: Iterator[str | Answer], documents: dict[str, Document]) -> StreamingResponse:
+def answer_stream(items: Iterator[str | Reply]) -> StreamingResponse:
     return StreamingResponse(
-        answer_events(items, documents),
+        answer_events(items),
         media_type="text/event-stream",
         # Proxies must pass each event on at once rather than buffer the response.
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

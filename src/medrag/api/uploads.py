@@ -6,20 +6,18 @@ from pathlib import PurePosixPath
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from .. import corpus
 from ..errors import BadInputError, TooLargeError, UnsupportedTypeError
 from ..fetching import check_scheme
+from ..service import Text, Upload
 from ..settings import Settings
-from ..types import Document
 from .schemas import DocumentIn
 
 
-async def read(request: Request, settings: Settings) -> list[Document] | str:
-    """The documents uploaded, or the URL to fetch; raises before anything is queued."""
+async def read(request: Request, settings: Settings) -> dict:
+    """The body as arguments of `Service.add`: {"uploads": [...]}, {"urls": [...]} or {"texts": [...]}."""
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
@@ -34,19 +32,18 @@ async def read(request: Request, settings: Settings) -> list[Document] | str:
         if payload.url is not None:
             check_scheme(payload.url)  # a link shown with citations must be http(s) too
         if payload.text is None:
-            return payload.url
-        return [corpus.from_text(payload.text, title=payload.title, url=payload.url)]
+            return {"urls": [payload.url]}
+        return {"texts": [Text(payload.text, title=payload.title, url=payload.url)]}
     if media == "multipart/form-data":
-        files = await read_files(request, settings)
-        return await run_in_threadpool(lambda: [corpus.load_bytes(data, kind, name=name) for name, kind, data in files])
+        return {"uploads": await read_files(request, settings)}
     raise UnsupportedTypeError(
         f"send multipart/form-data with files (.md, .txt, .html, .pdf) or application/json with "
         f'{{"url"}} or {{"title", "text"}}, not {media or "a body without a content type"}'
     )
 
 
-async def read_files(request: Request, settings: Settings) -> list[tuple[str, str, bytes]]:
-    """(file name, kind, bytes) of each uploaded file, all checked for type before any is parsed."""
+async def read_files(request: Request, settings: Settings) -> list[Upload]:
+    """Each uploaded file's name, declared media type and bytes."""
     parser = MultiPartParser(
         request.headers,
         capped(request.stream(), settings.max_upload_bytes),
@@ -68,8 +65,7 @@ async def read_files(request: Request, settings: Settings) -> list[tuple[str, st
         files = []
         for upload in uploads:
             name = PurePosixPath((upload.filename or "upload").replace("\\", "/")).name or "upload"
-            kind = corpus.kind_of(name, upload.content_type)
-            files.append((name, kind, await upload.read()))
+            files.append(Upload(name, upload.content_type, await upload.read()))
         return files
     finally:
         await form.close()

@@ -10,14 +10,14 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from ...errors import BadInputError, MedragError, UnknownModelError
-from ...types import Answer, Document, Turn
-from ..deps import PipelineDep
+from ...types import Reply, Turn
+from ..deps import ServiceDep
 from ..schemas import ChatMessage, ChatRequest, ModelList, ModelOut, answer_out
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -34,28 +34,24 @@ def models() -> ModelList:
 
 
 @router.post("/chat/completions")
-def chat_completions(body: ChatRequest, pipeline: PipelineDep):
+def chat_completions(body: ChatRequest, service: ServiceDep):
     """Answer the conversation's last user message, as an OpenAI chat completion (streamed or not)."""
     if body.model != MODEL:
         raise UnknownModelError(f"there is no model {body.model!r}; medrag serves one model, {MODEL!r}")
     question, history = conversation(body.messages)
     completion = f"chatcmpl-{uuid.uuid4().hex}"
     if not body.stream:
-        snapshot = pipeline.snapshot()  # one version for the answer and the documents it cites
-        answer = pipeline.ask(question, history=history, snapshot=snapshot)
+        reply = service.ask(question, history=history)
         return {
             **envelope(completion, "chat.completion"),
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"}
+                {"index": 0, "message": {"role": "assistant", "content": reply.answer.text}, "finish_reason": "stop"}
             ],
-            **extras(answer, snapshot.index.documents),
+            **extras(reply),
         }
-    snapshot = pipeline.snapshot()
-    pieces = pipeline.stream(
-        question, history=history, snapshot=snapshot
-    )  # bad input and a missing index fail here, as JSON
+    pieces = service.stream(question, history=history)  # bad input and a missing index fail here, as JSON
     return StreamingResponse(
-        chunks(completion, pieces, snapshot.index.documents),
+        chunks(completion, pieces),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -82,15 +78,15 @@ def envelope(completion: str, kind: str) -> dict:
     return {"id": completion, "object": kind, "created": int(time.time()), "model": MODEL}
 
 
-def extras(answer: Answer, documents: Mapping[str, Document]) -> dict:
+def extras(reply: Reply) -> dict:
     """`citations`, and medrag's other answer fields under `medrag`."""
-    out = answer_out(answer, documents).model_dump()
+    out = answer_out(reply).model_dump()
     citations = out.pop("citations")
     out.pop("answer")
     return {"citations": citations, "medrag": out}
 
 
-def chunks(completion: str, pieces: Iterator, documents: Mapping[str, Document]) -> Iterator[str]:
+def chunks(completion: str, pieces: Iterator[str | Reply]) -> Iterator[str]:
     """chat.completion.chunk events: the role, the text pieces, then the finish with the citations."""
 
     def event(payload: dict) -> str:
@@ -102,12 +98,12 @@ def chunks(completion: str, pieces: Iterator, documents: Mapping[str, Document])
     )
     try:
         for piece in pieces:
-            if isinstance(piece, Answer):
+            if isinstance(piece, Reply):
                 yield event(
                     {
                         **head,
                         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                        **extras(piece, documents),
+                        **extras(piece),
                     }
                 )
             elif piece:

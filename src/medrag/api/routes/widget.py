@@ -14,7 +14,9 @@ router = APIRouter(include_in_schema=False)
 def widget_file(folder: Path, name: str, media_type: str) -> FileResponse:
     path = folder / name
     if not path.is_file():
-        raise ConfigError(f"{name} not found in {folder}; set MEDRAG_WIDGET_DIR to the widget folder (api/widget)")
+        raise ConfigError(
+            f"{name} not found in {folder}; set MEDRAG_WIDGET_DIR to a folder with widget.js and demo.html"
+        )
     # Short caching: pages pick up a new widget within minutes of a deploy.
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": "public, max-age=300"})
 

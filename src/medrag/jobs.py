@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..errors import MedragError
-from ..indexing import Change
+from .errors import MedragError
+from .indexing import Change
 
 log = logging.getLogger("medrag.jobs")
 # Finished jobs kept for GET /jobs/{id}; the oldest are forgotten first.
@@ -39,9 +39,19 @@ class Job:
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 
+    finished: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
     def progress(self, done: int, total: int) -> None:
         self.waiting = False
         self.done, self.total = done, total
+
+    def mark_waiting(self) -> None:
+        """Another writer (the CLI, another process) holds the index lock; this job waits for it."""
+        self.waiting = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job has finished (done or failed); False if `timeout` ran out first."""
+        return self.finished.wait(timeout)
 
 
 Work = Callable[[Job], Change]
@@ -50,7 +60,7 @@ Work = Callable[[Job], Change]
 class JobRunner:
     """A single writer thread working through queued jobs in order."""
 
-    def __init__(self, on_change: Callable[[], None] = lambda: None):
+    def __init__(self, on_change: Callable[[Change], None] = lambda change: None):
         self.on_change = on_change
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._queue: queue.Queue[tuple[Job, Work] | None] = queue.Queue()
@@ -87,11 +97,12 @@ class JobRunner:
                 log.exception("job %s (%s) failed", job.job_id, job.kind)
                 job.error = {"detail": "internal error; the server log has the details", "code": "internal_error"}
             else:
-                job.outcomes = change.outcomes
+                job.outcomes = {**job.outcomes, **change.outcomes}  # failures to load were recorded already
                 job.version = change.version
                 try:
-                    self.on_change()
+                    self.on_change(change)
                 except Exception as error:  # the write stands; queries will report why it does not load
                     log.warning("new index version not loaded: %s", error)
             job.finished_at = time.time()
             job.state = "failed" if job.error else "done"
+            job.finished.set()

@@ -23,16 +23,17 @@ import re
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import store
-from .errors import ConfigError, IndexMismatchError, IndexMissingError, StoreUnavailableError
-from .lexical import SEPARATORS, STOPWORDS, tokenize
-from .textnorm import normalize
-from .types import Chunk, Document, Hit, Source
+from ..chunking import searchable_text
+from ..errors import ConfigError, IndexMismatchError, IndexMissingError, StoreUnavailableError
+from ..lexical import SEPARATORS, STOPWORDS, tokenize
+from ..textnorm import normalize
+from ..types import Chunk, Document, Hit, Source
+from .base import KEEP_VERSIONS, Manifest, Waiting, check, version_name, write_lock
 
 FORMAT = 1
 MANIFEST = "medrag.manifest"
@@ -108,7 +109,7 @@ class MilvusStore:
 
     def live_version(self) -> str | None:
         live = self._live()
-        return live[1]["version"] if live else None
+        return live[1].version if live else None
 
     def load(self, model_id: str | None = None) -> "MilvusIndex":
         live = self._live()
@@ -118,65 +119,75 @@ class MilvusStore:
                 "`medrag ingest` or copy a FAISS index there with `medrag migrate --to milvus`"
             )
         collection, manifest = live
-        store.check(manifest, f"Milvus collection {collection}", FORMAT, model_id)
+        check(manifest, f"Milvus collection {collection}", FORMAT, model_id)
         with self.calls():
             self.client.load_collection(collection)
             self.client.load_collection(f"{collection}_documents")
             documents, counts = self._documents(collection)
         return MilvusIndex(self, collection, manifest, documents, counts)
 
-    def lock(self, waiting: store.Waiting | None = None) -> AbstractContextManager[None]:
+    def lock(self, waiting: Waiting | None = None) -> AbstractContextManager[None]:
         # Milvus has no locks: writers on this machine (the service, the CLI) take turns on a lock file.
         # Writers on other machines must not write at the same time (docs/scale-out.md).
-        return store.write_lock(self.lock_dir, waiting)
+        return write_lock(self.lock_dir, waiting)
 
     def write(
         self,
+        base: "MilvusIndex | None",
         *,
         add: Sequence[Document],
         chunks: Sequence[Chunk],
         vectors: np.ndarray,
         remove: Collection[str],
-        manifest: dict,
-    ) -> str:
+        manifest: Manifest,
+    ) -> "MilvusIndex":
         rows, records = _rows(add, chunks, vectors)  # checked before anything is written
         live = self._live()
-        version = store.version_name()
+        version = version_name()
+        replaced = {d.doc_id for d in add}
         with self.calls():
-            if live is None or len(remove) >= live[1]["documents"]:
+            if live is None or len(remove) >= live[1].documents:
                 collection = f"{self.name}_{re.sub(r'[^A-Za-z0-9]', '_', version)}"
-                self._create(collection, manifest["dim"])
+                self._create(collection, manifest.dim)
+                documents, counts = {}, {}
             else:
                 collection = live[0]
-                if live[1]["dim"] != manifest["dim"]:
+                if live[1].dim != manifest.dim:
                     raise IndexMismatchError(
-                        f"vectors of dimension {manifest['dim']} cannot join collection "
-                        f"{collection} of dimension {live[1]['dim']}: rebuild with `medrag reindex`"
+                        f"vectors of dimension {manifest.dim} cannot join collection "
+                        f"{collection} of dimension {live[1].dim}: rebuild with `medrag reindex`"
                     )
-                self._delete(collection, set(remove) | {d.doc_id for d in add})
+                self._delete(collection, set(remove) | replaced)
+                gone = set(remove) | replaced
+                documents = {i: d for i, d in base.documents.items() if i not in gone} if base else {}
+                counts = {i: n for i, n in base.counts.items() if i not in gone} if base else {}
             self._insert(collection, rows, records)
-            manifest = {
-                **manifest,
-                "format": FORMAT,
-                "version": version,
-                "index_type": "milvus-hnsw32-ip",
-                "collection": collection,
-                "documents": self._count(f"{collection}_documents", "part == 0"),
-                "chunks": self._count(collection),
-            }
-            self.client.alter_collection_properties(collection, {MANIFEST: json.dumps(manifest, ensure_ascii=False)})
+            documents.update((d.doc_id, d) for d in add)
+            counts.update(Counter(c.doc_id for c in chunks))
+            manifest = replace(
+                manifest,
+                format=FORMAT,
+                version=version,
+                index_type="milvus-hnsw32-ip",
+                collection=collection,
+                documents=self._count(f"{collection}_documents", "part == 0"),
+                chunks=self._count(collection),
+            )
+            self.client.alter_collection_properties(
+                collection, {MANIFEST: json.dumps(manifest.to_json(), ensure_ascii=False)}
+            )
             if live is None or live[0] != collection:
                 self._switch(collection)
-        return version
+        return MilvusIndex(self, collection, manifest, documents, counts)
 
-    def _live(self) -> tuple[str, dict] | None:
+    def _live(self) -> tuple[str, Manifest] | None:
         """The live chunks collection and its manifest, or None before the first write."""
         with self.calls():
             if self.name not in self.client.list_aliases().get("aliases", []):
                 return None
             description = self.client.describe_collection(self.name)
         manifest = description.get("properties", {}).get(MANIFEST)
-        return (description["collection_name"], json.loads(manifest)) if manifest else None
+        return (description["collection_name"], Manifest.from_json(json.loads(manifest))) if manifest else None
 
     def _create(self, collection: str, dim: int) -> None:
         from pymilvus import DataType, Function, FunctionType
@@ -261,7 +272,7 @@ class MilvusStore:
             for c in self.client.list_collections()
             if pattern.fullmatch(c) and not c.endswith("_documents") and c != collection
         )
-        for old in versions[: max(0, len(versions) - (store.KEEP_VERSIONS - 1))]:
+        for old in versions[: max(0, len(versions) - (KEEP_VERSIONS - 1))]:
             self.client.drop_collection(old)
             self.client.drop_collection(f"{old}_documents")
 
@@ -298,7 +309,7 @@ class MilvusIndex:
         self,
         owner: MilvusStore,
         collection: str,
-        manifest: dict,
+        manifest: Manifest,
         documents: dict[str, Document],
         counts: dict[str, int],
     ):
@@ -311,7 +322,7 @@ class MilvusIndex:
 
     @property
     def version(self) -> str:
-        return self.manifest["version"]
+        return self.manifest.version
 
     def chunk_counts(self) -> dict[str, int]:
         return dict(self.counts)
@@ -365,7 +376,7 @@ class MilvusIndex:
         with self.owner.calls():
             for term in set(terms) - self._frequencies.keys():
                 self._frequencies[term] = self.owner._count(self.collection, f"array_contains(terms, {literal(term)})")
-        return self.manifest["chunks"], {term: self._frequencies[term] for term in terms}
+        return self.manifest.chunks, {term: self._frequencies[term] for term in terms}
 
     @staticmethod
     def _dense_parameters(k: int) -> dict:
@@ -377,7 +388,7 @@ def _rows(add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray)
     documents = {d.doc_id: d for d in add}
     rows = []
     for chunk, vector in zip(chunks, np.asarray(vectors, dtype=np.float32), strict=False):
-        searchable = store.searchable_text(chunk, documents[chunk.doc_id])
+        searchable = searchable_text(chunk, documents[chunk.doc_id])
         # Tokens over Milvus's element size are dropped: never a real word, and then they count as unseen.
         terms = sorted(t for t in set(tokenize(searchable)) if len(t.encode()) <= TERM_BYTES)
         if len(terms) > TERMS_CAPACITY:
