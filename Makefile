@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The bundled default model needs no network; never let a library reach for a model hub.
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install serve test
+.PHONY: install serve test lint
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,3 +21,9 @@ serve: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Style and the import layers (docs/architecture.md); .ci/run runs this before the tests.
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports

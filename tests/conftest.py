@@ -51,9 +51,9 @@ def free_port() -> int:
 class Child:
     """A server in a child process, its output in a log file; `ready()` says when it answers."""
 
-    def start(self, command: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def start(self, command: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None):
         self.log = open(log_path, "w+")  # noqa: SIM115 (closed in stop())
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
 
     def ready(self) -> bool:
         raise NotImplementedError

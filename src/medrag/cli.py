@@ -278,13 +278,15 @@ def _remote(url: str, mode: str):
 def run_serve(args, settings: Settings) -> int:
     import uvicorn
 
-    from .api.app import create_app
-
     job = service_for(settings).build_if_missing()
     if job is not None:
         print(f"no index yet: building it from {settings.corpus_dir}/", file=sys.stderr)
         follow(job)
-    uvicorn.run(create_app(settings), host=args.host or settings.host, port=args.port or settings.port)
+    # The app is named for uvicorn as `uvicorn --factory` names it: the command line imports nothing
+    # from the HTTP package, and the app reads the same MEDRAG_* settings from the environment.
+    uvicorn.run(
+        "medrag.api.app:create_app", factory=True, host=args.host or settings.host, port=args.port or settings.port
+    )
     return 0
 
 
