@@ -21,13 +21,13 @@ from .embedding import Embedder
 from .lexical import idf
 from .query import CJK_RUN, language
 from .textnorm import normalize
-from .types import Answer, Citation, Hit, Query, Question
+from .types import Answer, Citation, Hit, Query, Question, Quote
 
 NOT_FOUND = {
     "zh": "抱歉，语料库中没有找到能回答这个问题的内容。",
     "en": "Sorry, the corpus holds no passage that answers this question.",
 }
-LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)、])\s+")
+LIST_MARK = re.compile(r"\s*(?:[-*+]|\d+[.)、])\s+")
 NAME = re.compile(r"[A-Z][A-Za-z0-9-]+|[A-Za-z]*\d[A-Za-z0-9.%-]*")
 # Words of a question that ask for a number, a date or a share.
 QUANTITY = re.compile(
@@ -82,6 +82,8 @@ def match(term: str, passage: str) -> float:
 class Candidate:
     hit_index: int
     text: str
+    start: int  # the sentence's offsets in its passage's text
+    end: int
     dense: float
     coverage: float
     rank: float
@@ -160,7 +162,10 @@ class ExtractiveAnswerer:
         for candidate in chosen:
             n = numbers.setdefault(candidate.hit_index, len(numbers) + 1)
             parts.append(f"{candidate.text}[{n}]")
-        citations = tuple(Citation(n=n, hit=hits[i]) for i, n in numbers.items())
+        quotes: dict[int, Quote] = {}
+        for candidate in chosen:
+            quotes.setdefault(candidate.hit_index, Quote(candidate.text, candidate.start, candidate.end))
+        citations = tuple(Citation(n=n, hit=hits[i], quote=quotes[i]) for i, n in numbers.items())
         separator = "" if lang == "zh" else " "
         return Answer(text=separator.join(parts), found=True, citations=citations, evidence=best.evidence)
 
@@ -176,7 +181,12 @@ class ExtractiveAnswerer:
             context = normalize(" ".join(chunk.section)).lower()
             passage = f"{context} {normalize(chunk.text).lower()}"
             for start, end in sentence_spans(chunk.text):
-                sentence = LIST_MARK.sub("", chunk.text[start:end]).strip()
+                mark = LIST_MARK.match(chunk.text, start, end)
+                if mark:
+                    start = mark.end()
+                while end > start and chunk.text[end - 1].isspace():
+                    end -= 1
+                sentence = chunk.text[start:end]
                 if len(sentence) < 4:
                     continue
                 cross_lingual = language(sentence) != asked_in
@@ -191,7 +201,7 @@ class ExtractiveAnswerer:
                 rows.append(
                     (
                         index,
-                        sentence,
+                        (sentence, start, end),
                         normalize(f"{heading}：{sentence}"),
                         local,
                         self.coverage(terms, passage, cross_lingual),
@@ -202,7 +212,7 @@ class ExtractiveAnswerer:
             return []
         similarities = self.vectors.get([r[2] for r in rows]) @ query_vector
         result = []
-        for (index, sentence, _, local, coverage, cross_lingual), dense in zip(
+        for (index, (sentence, start, end), _, local, coverage, cross_lingual), dense in zip(
             rows, similarities.tolist(), strict=False
         ):
             similarity = rescale(dense, cross_lingual)
@@ -212,6 +222,8 @@ class ExtractiveAnswerer:
                 Candidate(
                     index,
                     sentence,
+                    start,
+                    end,
                     dense,
                     coverage,
                     rank=0.45 * similarity + 0.45 * local + 0.1 * prior,

@@ -53,11 +53,26 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Quote:
+    """The sentence of a passage that supports an answer; `chunk.text[start:end] == text`."""
+
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Citation:
-    """The passage behind an `[n]` marker in an answer."""
+    """The passage behind an `[n]` marker in an answer, with the sentence of it that supports the answer.
+
+    `support` (LLM answers) is how well the answer's sentences citing this passage are supported by
+    it, in [0, 1]; None for extractive answers, whose text is the quote itself.
+    """
 
     n: int
     hit: Hit
+    quote: Quote | None = None
+    support: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,9 @@ class Answer:
 
     `generator` says who wrote the text ("extractive" or "llm"); `fallback` says why an LLM's answer
     was not used (the text is then the extractive one) or was cut short. `removed_citations` are
-    markers the LLM wrote for passages it was not given; `uncited_sentences` carry no marker.
+    markers the LLM wrote for passages it was not given; `uncited_sentences` carry no marker;
+    `unsupported_sentences` were written by the LLM but not supported by the passage they cited, and
+    were removed from the text.
     """
 
     text: str
@@ -110,6 +127,7 @@ class Answer:
     fallback: str | None = None
     removed_citations: tuple[int, ...] = ()
     uncited_sentences: tuple[str, ...] = ()
+    unsupported_sentences: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,18 @@ def test_ask_answers_with_a_citation_to_the_passage_and_the_cited_article(server
     assert "1000亿" in body["answer"]
     assert body["citations"], "an answer carries its citations"
     first = body["citations"][0]
-    assert set(first) == {"n", "chunk_id", "doc_id", "title", "section", "url", "source_urls", "text", "score"}
+    assert set(first) == {
+        "n",
+        "chunk_id",
+        "doc_id",
+        "title",
+        "section",
+        "url",
+        "source_urls",
+        "text",
+        "score",
+        "support",
+    }
     assert f"[{first['n']}]" in body["answer"]
     assert SOHU in first["source_urls"]
     assert first["url"] is None  # the report is a local file

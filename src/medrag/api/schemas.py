@@ -43,6 +43,10 @@ class CitationOut(BaseModel):
     source_urls: list[str] = Field(description="URLs of the articles the passage cites.")
     text: str
     score: float
+    support: float | None = Field(
+        default=None,
+        description="LLM answers: how well the answer's sentences citing this passage are supported by it, in [0, 1].",
+    )
 
 
 class AskResponse(BaseModel):
@@ -61,6 +65,9 @@ class AskResponse(BaseModel):
     )
     removed_citations: list[int] = Field(description="Markers the LLM wrote for passages it was not given; removed.")
     uncited_sentences: list[str] = Field(description="Sentences of the answer without any [n] marker.")
+    unsupported_sentences: list[str] = Field(
+        description="Sentences the LLM wrote that the passage they cite does not support; removed from the answer."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -146,7 +153,7 @@ class ErrorOut(BaseModel):
     code: str
 
 
-def citation_out(n: int, hit: Hit, document: Document | None) -> CitationOut:
+def citation_out(n: int, hit: Hit, document: Document | None, support: float | None = None) -> CitationOut:
     chunk = hit.chunk
     return CitationOut(
         n=n,
@@ -158,6 +165,7 @@ def citation_out(n: int, hit: Hit, document: Document | None) -> CitationOut:
         source_urls=list(chunk.links),
         text=chunk.text,
         score=round(hit.score, 6),
+        support=None if support is None else round(support, 4),
     )
 
 
@@ -167,13 +175,14 @@ def answer_out(reply: Reply) -> AskResponse:
         answer=answer.text,
         found=answer.found,
         evidence=round(answer.evidence, 4),
-        citations=[citation_out(c.n, c.hit, documents.get(c.hit.chunk.doc_id)) for c in answer.citations],
+        citations=[citation_out(c.n, c.hit, documents.get(c.hit.chunk.doc_id), c.support) for c in answer.citations],
         timings_ms=answer.timings_ms,
         query=answer.query,
         generator=answer.generator,
         fallback=answer.fallback,
         removed_citations=list(answer.removed_citations),
         uncited_sentences=list(answer.uncited_sentences),
+        unsupported_sentences=list(answer.unsupported_sentences),
     )
 
 
