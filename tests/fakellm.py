@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,6 +24,15 @@ class Reply:
     """A well-formed answer, streamed in pieces of `piece` characters when the request asks for a stream."""
 
     text: str
+    piece: int = 4
+
+
+@dataclass
+class Written:
+    """A reply written from the numbered passages of the request (`write(passages)`), for replies that
+    must cite the passage saying something, whatever number retrieval gave it."""
+
+    write: Callable[[list[dict]], str]
     piece: int = 4
 
 
@@ -107,7 +117,7 @@ class FakeLLM:
         system, request = body["messages"][0]["content"], body["messages"][-1]["content"]
         if system == REWRITE_INSTRUCTIONS:
             return Reply(request.rsplit("Latest question:", 1)[1].strip())
-        passages = json.loads(request.split("\n", 1)[1].rsplit("\n\nQuestion:", 1)[0])
+        passages = passages_of(body)
         question = set(request.rsplit("\n\nQuestion:", 1)[1])
         best = max(
             (
@@ -126,6 +136,8 @@ class FakeLLM:
         if isinstance(step, Slow):
             time.sleep(step.seconds)
             step = step.then
+        if isinstance(step, Written):
+            step = Reply(step.write(passages_of(body)), step.piece)
         if isinstance(step, Status):
             payload = json.dumps({"error": {"message": f"scripted {step.code}", "type": "server_error"}}).encode()
             handler.send_response(step.code)
@@ -172,6 +184,12 @@ class FakeLLM:
             send(handler, json.dumps(payload, ensure_ascii=False).encode(), "application/json", status=200)
         else:
             raise AssertionError(f"a Cut step needs a streaming request: {step}")
+
+
+def passages_of(body: dict) -> list[dict]:
+    """The numbered passages of an answer request, as the LLM received them."""
+    request = body["messages"][-1]["content"]
+    return json.loads(request.split("\n", 1)[1].rsplit("\n\nQuestion:", 1)[0])
 
 
 def send(handler: BaseHTTPRequestHandler, payload: bytes, content_type: str, status: int | None = None) -> None:

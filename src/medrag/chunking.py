@@ -188,3 +188,53 @@ def searchable_text(chunk: Chunk, document: Document) -> str:
     """
     context = " > ".join(part for part in (document.title, *chunk.section) if part)
     return normalize(f"{context}\n{chunk.text}" if context else chunk.text)
+
+
+def _markup(raw: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """The raw index of each character of `clean(raw)`, and the raw spans of its markup: links and emphasis marks."""
+    # The same two passes as `clean`, keeping track of where each surviving character came from.
+    linked: list[int] = []
+    spans = []
+    position = 0
+    for match in LINK.finditer(raw):
+        linked.extend(range(position, match.start()))
+        linked.extend(range(match.start(1), match.end(1)))
+        spans.append((match.start(), match.end()))
+        position = match.end()
+    linked.extend(range(position, len(raw)))
+    visible: list[int] = []
+    position = 0
+    for match in EMPHASIS.finditer("".join(raw[i] for i in linked)):
+        visible.extend(linked[position : match.start()])
+        # The two characters of a mark may lie on either side of link markup ("[a*](u)*"): the span covers both.
+        spans.append((linked[match.start()], linked[match.end() - 1] + 1))
+        position = match.end()
+    visible.extend(linked[position:])
+    return visible, spans
+
+
+def raw_span(raw: str, start: int, end: int) -> tuple[int, int]:
+    """The span of `raw` whose visible text is `clean(raw)[start:end]`, cutting no link or emphasis mark in half.
+
+    It is the tightest span from the first to the last character of the range, grown until no link
+    markup `[label](url)` and no `**`/`__` mark sticks out of it: a range that starts or ends inside a
+    link's label takes in the whole link (and so the whole label), and an emphasis mark that pairs
+    across a boundary comes in with both halves. So `clean(raw[:s]) + clean(raw[s:e]) + clean(raw[e:])
+    == clean(raw)` always holds, and `clean(raw[s:e]) == clean(raw)[start:end]` whenever the range
+    covers each link's label whole or not at all (and no lone `*`/`_` at a label's edge pairs with one
+    outside it, as in `[a*](u)[*b](v)`). An empty range gives an empty span: just before the character
+    it falls on, or before the markup that character is inside.
+    """
+    visible, spans = _markup(raw)
+    if not 0 <= start <= end <= len(visible):
+        raise ValueError(f"range [{start}, {end}) is outside the {len(visible)} visible characters")
+    s = visible[start] if start < len(visible) else len(raw)
+    if start == end:
+        while inside := [a for a, b in spans if a < s < b]:
+            s = min(inside)
+        return s, s
+    e = visible[end - 1] + 1
+    while crossing := [(a, b) for a, b in spans if a < e and b > s and (a < s or b > e)]:
+        s = min(s, *(a for a, _ in crossing))
+        e = max(e, *(b for _, b in crossing))
+    return s, e

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import chunking, corpus
+from . import chunking, corpus, entities
 from .chunking import searchable_text
 from .embedding import Embedder
 from .errors import BadInputError, IndexMismatchError, IndexMissingError
@@ -121,8 +121,12 @@ def _update(
         return Change(live.version if live else None, outcomes)  # nothing changes: no new version
 
     phase = time.perf_counter()
+    # Names are found once per document, when it is indexed (a re-index finds them again).
+    fresh = [replace(d, entities=entities.extract(d)) for d in fresh]
+    seconds = {"entities": time.perf_counter() - phase}
+    phase = time.perf_counter()
     new_chunks = [(c, d) for d in fresh for c in chunk_document(d, size, overlap)]
-    seconds = {"chunk": time.perf_counter() - phase}
+    seconds["chunk"] = time.perf_counter() - phase
     phase = time.perf_counter()
     total = len(new_chunks)
     if progress:

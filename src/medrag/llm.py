@@ -75,7 +75,10 @@ class ChatClient:
                 for piece in self._pieces(response):
                     if time.monotonic() > deadline:
                         raise GeneratorError(f"the LLM took longer than {self.timeout:g}s")
+                    handed = time.monotonic()
                     yield piece
+                    # The deadline is the LLM's: time the caller spends on a piece (checking it) does not count.
+                    deadline += time.monotonic() - handed
             finally:
                 response.close()
         except httpx.TimeoutException as error:

@@ -11,9 +11,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from . import query
-from .answering import Answerer, ExtractiveAnswerer, SentenceVectors
+from .answering import Answerer, ExtractiveAnswerer, SentenceVectors, shipped_model
 from .conversation import standalone
 from .embedding import Embedder
+from .entities import Lexicon
 from .errors import BadInputError
 from .generation import GenerativeAnswerer
 from .llm import ChatClient
@@ -29,6 +30,7 @@ class Snapshot:
     index: IndexView
     retriever: Retriever
     answerer: Answerer
+    lexicon: Lexicon
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,11 @@ class Options:
     rrf_k: int
     candidates: int
     dense_weight: float
-    min_evidence: float
+    min_evidence: float | None
     max_question_chars: int
     history_turns: int
+    llm_min_evidence: float
+    llm_min_support: float
 
 
 class Pipeline:
@@ -77,11 +81,23 @@ class Pipeline:
         if self._snapshot is None:
             query.warm_up()
         options = self.options
+        lexicon = Lexicon.of(index.documents.values())
         answerer: Answerer = ExtractiveAnswerer(
-            self.embedder, index, min_evidence=options.min_evidence, vectors=self.vectors
+            self.embedder,
+            index,
+            lexicon,
+            model=shipped_model(),
+            min_evidence=options.min_evidence,
+            vectors=self.vectors,
         )
         if self.llm is not None:
-            answerer = GenerativeAnswerer(answerer, self.llm, history_turns=options.history_turns)
+            answerer = GenerativeAnswerer(
+                answerer,
+                self.llm,
+                history_turns=options.history_turns,
+                min_evidence=options.llm_min_evidence,
+                min_support=options.llm_min_support,
+            )
         retriever = Retriever(
             index,
             self.embedder,
@@ -90,7 +106,7 @@ class Pipeline:
             candidates=options.candidates,
             dense_weight=options.dense_weight,
         )
-        return Snapshot(index, retriever, answerer)
+        return Snapshot(index, retriever, answerer, lexicon)
 
     def check_question(self, question: str) -> str:
         question = question.strip()
@@ -109,7 +125,7 @@ class Pipeline:
         return tuple(turn for turn in history if turn.content.strip())
 
     def search(self, snapshot: Snapshot, question: str, k: int | None, mode: Mode) -> list[Hit]:
-        analysed = query.analyse(self.check_question(question))
+        analysed = query.analyse(self.check_question(question), snapshot.lexicon)
         return snapshot.retriever.search(analysed, k or self.options.top_k, mode)
 
     def stream(
@@ -144,7 +160,7 @@ class Pipeline:
             max_chars=self.options.max_question_chars,
             history_turns=self.options.history_turns,
         )
-        analysed = query.analyse(text)
+        analysed = query.analyse(text, snapshot.lexicon)
         rewritten = time.perf_counter()
         vector = snapshot.retriever.embed_query(analysed)
         embedded = time.perf_counter()

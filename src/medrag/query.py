@@ -9,6 +9,7 @@ import re
 import jieba
 import jieba.posseg as pseg
 
+from .entities import LATIN_WORD, ORGANISATION, Lexicon, latin_names, trimmed
 from .lexical import STOPWORDS, WORD
 from .textnorm import normalize
 from .types import Query
@@ -23,16 +24,6 @@ QUESTION_WORDS = frozenset(
 # Part-of-speech weights (jieba tags): nouns, names and foreign words carry a question's topic;
 # verbs and adjectives are often paraphrased; the rest carries little.
 POS_WEIGHTS = {"n": 1.0, "vn": 1.0, "eng": 1.0, "j": 1.0, "m": 0.8, "v": 0.3, "a": 0.3}
-# Latin-script names: words with a capital after the first letter or a digit (MedGPT, GPT-4, MMed),
-# capitalised words (Google Cloud), each optionally followed by a version number (Llama 3, PaLM 2).
-LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.+][A-Za-z0-9]+)*")
-VERSION = re.compile(r" \d+(?:\.\d+)?(?![\d.])")
-# Capitalised words that start English questions or refer back rather than name something.
-NOT_NAMES = frozenset(
-    "what which who whom whose when where why how is are was were do does did can could would should will "
-    "tell please give list and or but the a an in on of for to by it its they them their this that these those "
-    "he she his her compare describe explain i me my you your we our".split()
-)
 # jieba part-of-speech tags of proper names: people, places, organisations, other names, abbreviations.
 NAME_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nt", "nz", "j"})
 POINTING_BACK = frozenset(
@@ -41,11 +32,106 @@ POINTING_BACK = frozenset(
 )
 
 
-def analyse(text: str) -> Query:
-    """The analysed form of a question (or of a standalone query built from one)."""
+# What kind of answer a question asks for, tried in this order on the normalised, lower-cased question.
+# Each is a pattern of the question and a pattern a sentence holding such an answer has.
+ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
+    (name, re.compile(asked, re.IGNORECASE), re.compile(held, re.IGNORECASE))
+    for name, asked, held in (
+        (
+            "date",
+            r"什么时候|何时|哪一?年|哪一天|哪个月|几月|几号|日期"
+            r"|\bwhen\b|what (year|date|month|time)|which (year|month)",
+            r"\d{4}年|\d{1,2}月|\d{1,2}日|\b(19|20)\d{2}\b|january|february|march|april|may|june|july|august"
+            r"|september|october|november|december",
+        ),
+        (
+            "quantity",
+            r"多少|几[个种项家条名位次倍岁天]|多大|多高|多长|多久|多重|比例|占比|百分之"
+            r"|\bhow (many|much|large|big|long|old|high)"
+            r"|what (percentage|share|proportion|rate|score|accuracy|number)|率",
+            r"\d|[一二三四五六七八九十百千万亿两]+[个种项家条名位次倍%]|百分之",
+        ),
+        (
+            "list",
+            r"哪些|有哪几|包括什么|包括哪|列举|列出|都有什么|\bwhich (\w+ )?(models|areas|fields|languages|scenarios"
+            r"|functions|hospitals|institutions|organi[sz]ations|companies|tasks|directions|aspects|ways)\b"
+            r"|what are the|\blist\b",
+            r"、|，.+，|；|以及|\band\b|, ",
+        ),
+        (
+            "organisation",
+            r"哪家|哪个(公司|机构|团队|医院|大学|组织|单位|媒体|企业)|由谁|谁(开发|发布|研发|推出|打造|提出)"
+            r"|\bwhich (company|organi[sz]ation|team|hospital|university|institution|media|outlet)"
+            r"|\bwho (developed|released|built|made|created|launched|published|partnered)",
+            r"公司|大学|学院|医院|团队|研究院|机构|集团|社|[A-Z][a-z]+",
+        ),
+        ("place", r"哪里|哪儿|什么地方|哪个(国家|城市|地区)|\bwhere\b|which (country|city|region)", r"国|省|市|洲"),
+        ("reason", r"为什么|为何|原因|\bwhy\b", r"因为|由于|为了|旨在|以便|从而|because|in order|so that|to "),
+        (
+            "yesno",
+            r"是否|是不是|有没有|能不能|会不会|吗[？?]?$|^(is|are|does|do|did|can|was|were|has|have|will)\b",
+            r"",
+        ),
+        ("definition", r"是什么|什么是|指什么|\bwhat (is|are|was)\b|介绍", r""),
+    )
+)
+# Words that ask rather than name.
+ASKING = re.compile(r"哪|什么|谁|几|多少|何")
+# Types whose answer a sentence visibly holds or lacks; the others say nothing about a sentence.
+TYPED = frozenset({"date", "quantity", "list", "organisation", "place", "reason"})
+
+
+def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
+    """The analysed form of a question (or of a standalone query built from one).
+
+    With the index version's `lexicon`, the corpus's entities the question names are found (by any
+    alias), and names it gives that the corpus does not know are listed apart.
+    """
     text = text.strip()
     normalized = normalize(text)
-    return Query(text=text, normalized=normalized, language=language(text), terms=tuple(question_terms(normalized)))
+    terms = question_terms(normalized)
+    named: list[str] = []
+    unknown: list[str] = []
+    if lexicon is not None:
+        mentions = lexicon.find(normalized)
+        named = list(dict.fromkeys(m.name for m in mentions))
+        spans = [normalized[m.start : m.end].lower() for m in mentions]
+        # Names the corpus's list lacks (the reader checks that the corpus's text lacks them too, so a
+        # common word jieba tags as a place or a name does not count).
+        candidates = [*entities(normalized), *(trimmed(n) for n in ORGANISATION.findall(normalized))]
+        for name in dict.fromkeys(candidates):
+            if ASKING.search(name):
+                continue  # "哪家公司" asks for a name, it gives none
+            if not any(name.lower() in span or span in name.lower() for span in spans):
+                unknown.append(name)
+        covered = " ".join([*spans, *(n.lower() for n in named), *(n.lower() for n in unknown)])
+    else:
+        covered = " ".join(n.lower() for n in entities(normalized))
+    attributes = [(term, weight) for term, weight in terms if term.lower() not in covered]
+    return Query(
+        text=text,
+        normalized=normalized,
+        language=language(text),
+        terms=tuple(terms),
+        entities=tuple(named),
+        unknown_names=tuple(unknown),
+        answer_type=answer_type(normalized),
+        attributes=tuple(attributes),
+    )
+
+
+def answer_type(normalized: str) -> str:
+    """The kind of answer asked for: date, quantity, list, organisation, place, reason, yesno, definition, other."""
+    lowered = normalized.lower().strip()
+    return next((name for name, asked, _ in ANSWER_TYPES if asked.search(lowered)), "other")
+
+
+def holds(kind: str, sentence: str) -> bool:
+    """Whether a (normalised) sentence holds an answer of this kind; True for the kinds a sentence cannot show."""
+    if kind not in TYPED:
+        return True
+    held = next(pattern for name, _, pattern in ANSWER_TYPES if name == kind)
+    return bool(held.search(sentence))
 
 
 def warm_up() -> None:
@@ -86,24 +172,7 @@ def question_terms(question: str) -> list[tuple[str, float]]:
 def entities(text: str) -> list[str]:
     """Names in a question, in order: Latin-script names and Chinese proper nouns."""
     text = normalize(text)
-    names: list[str] = []
-    last_end = -1
-    for match in LATIN_WORD.finditer(text):
-        word, end = match.group(), match.end()
-        if not (
-            any(c.isupper() for c in word[1:])
-            or any(c.isdigit() for c in word)
-            or (word[0].isupper() and word.lower() not in NOT_NAMES)
-        ):
-            continue
-        version = None if any(c.isdigit() for c in word) else VERSION.match(text, end)
-        if version:
-            word, end = word + version.group(), version.end()
-        if names and text[last_end : match.start()] == " ":
-            names[-1] = f"{names[-1]} {word}"  # "Google Cloud": adjacent names are one
-        else:
-            names.append(word)
-        last_end = end
+    names = latin_names(text)
     for word, flag in pseg.lcut(LATIN_WORD.sub(" ", text)):
         if flag in NAME_TAGS and len(word.strip()) > 1:
             names.append(word.strip())

@@ -100,6 +100,8 @@ class Service:
             min_evidence=settings.min_evidence,
             max_question_chars=settings.max_question_chars,
             history_turns=settings.history_turns,
+            llm_min_evidence=settings.llm_min_evidence,
+            llm_min_support=settings.llm_min_support,
         )
         self.pipeline = Pipeline(self.store, self.embedder, options, self.llm)
         self._writer_embedder: Embedder | None = None

@@ -48,8 +48,10 @@ class Settings(BaseSettings):
     candidates: int = Field(default=50, ge=1, le=1000)
     # With MEDRAG_FUSION=weighted: the dense ranking's share of the blended score.
     dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
-    # Evidence score in [0, 1], higher means better supported; below this the answer is refused.
-    min_evidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    # The reader's probability that its best sentence answers the question; below this the answer is
+    # refused. Unset: the threshold the shipped reader model was calibrated with (src/medrag/reader.json,
+    # chosen by benchmarks/train_reader.py on questions the model never trained on).
+    min_evidence: float | None = Field(default=None, ge=0.0, le=1.0)
     # Earlier messages of a conversation that follow-up rewriting and the LLM see.
     history_turns: int = Field(default=6, ge=0, le=100)
 
@@ -63,6 +65,17 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(default=60.0, gt=0, description="Seconds one LLM request may take.")
     llm_retries: int = Field(default=2, ge=0, le=10, description="Retries on 429, 5xx and refused connections.")
     llm_max_tokens: int = Field(default=800, ge=16)
+    # With an LLM, the extractive evidence is only a pre-filter: from this evidence on the LLM is
+    # asked (and decides, or replies NOT_IN_PASSAGES) even where the extractive answer would refuse;
+    # below it the question is a clear miss, refused without calling the LLM.
+    llm_min_evidence: float = Field(default=0.15, ge=0.0, le=1.0)
+    # An LLM answer's sentences supported less than this by the passages they cite (generation.Support,
+    # in [0, 1]) are removed and listed. On scripted sentences about the shipped report, restatements
+    # scored 0.73-0.98 in one language and 0.52-1.0 translated; claims the passage does not make on
+    # another topic, or with a made-up figure, 0.0-0.40 (one translated: 0.49). 0.45 sits between the
+    # two, erring towards keeping; a single wrong name in an otherwise right sentence scored 0.5-0.72
+    # and passes: that is beyond what term overlap and dense similarity can tell.
+    llm_min_support: float = Field(default=0.45, ge=0.0, le=1.0)
 
     # Web pages (scheme://host[:port]) allowed to call the API from a browser, i.e. to embed the
     # widget; comma-separated, "*" for any. Empty: only pages served by medrag itself.

@@ -27,6 +27,9 @@ class Document:
     publisher: str = ""
     date: str = ""
     sources: tuple[Source, ...] = ()
+    # The names it talks about, each a tuple of surface forms with the canonical one first; found
+    # when it is indexed (`entities.extract`), so each index version carries its own list.
+    entities: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,10 @@ class Query:
     normalized: str
     language: str  # "zh" or "en"
     terms: tuple[tuple[str, float], ...] = ()
+    entities: tuple[str, ...] = ()  # canonical names of the corpus's entities the question names
+    unknown_names: tuple[str, ...] = ()  # names in the question that the corpus's entity list lacks
+    answer_type: str = "other"  # see query.ANSWER_TYPES
+    attributes: tuple[tuple[str, float], ...] = ()  # the terms that are not part of a name: what is asked
 
 
 @dataclass(frozen=True)

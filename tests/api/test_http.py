@@ -31,6 +31,8 @@ def test_ask_answers_with_a_citation_to_the_passage_and_the_cited_article(server
         "text",
         "score",
         "support",
+        "quote",
+        "deep_link",
     }
     assert f"[{first['n']}]" in body["answer"]
     assert SOHU in first["source_urls"]

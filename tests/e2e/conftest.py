@@ -54,16 +54,25 @@ def browser():
         launched.close()
 
 
+# A document with a URL (so its citations get a deep link) whose quoted sentence holds emphasis and a link.
+QINGLAN_URL = "https://example.org/news/qinglan-remote-care"
+QINGLAN = (
+    "# 青岚医院远程会诊\n\n"
+    "青岚医院于2030年开通**远程会诊**，每天为[二百名](https://example.org/stats/qinglan)偏远地区患者看诊。"
+    "会诊由三位主任医师轮流值守。\n"
+)
+
+
 @pytest.fixture(scope="session")
 def widget_index(real_index, real_embedder, tmp_path_factory) -> Path:
-    """The real index plus tests/data/widget/zorvex.md, whose text contains <img> and <script> markup."""
+    """The real index plus tests/data/widget/zorvex.md, whose text contains <img> and <script> markup, and QINGLAN."""
     root = tmp_path_factory.mktemp("widget") / "index"
     shutil.copytree(real_index, root)
     settings = Settings()
     indexing.update(
         root,
         real_embedder,
-        add=corpus.load_paths([DATA / "widget"]),
+        add=[*corpus.load_paths([DATA / "widget"]), corpus.from_text(QINGLAN, url=QINGLAN_URL)],
         size=settings.chunk_size,
         overlap=settings.chunk_overlap,
     )
@@ -193,7 +202,21 @@ class Site:
         return Handler
 
 
+# A quote placed by offsets that count code points, after a character outside the BMP (two UTF-16
+# units in the browser); its deep link is not http(s). And a quote whose offsets do not hold.
+QUOTED = {
+    **CITATION,
+    "text": "𠀀第一句。第二句。",
+    "quote": {"text": "第二句。", "passage_start": 5, "passage_end": 9, "document_start": 5, "document_end": 9},
+    "deep_link": "javascript:window.medragPwned=4",
+}
+QUOTED_ANSWER = {**SCRIPTED_ANSWER, "answer": "第一句。[1]", "citations": [QUOTED]}
+MISPLACED = {**QUOTED, "quote": {**QUOTED["quote"], "passage_start": 1, "passage_end": 5}}
+MISPLACED_ANSWER = {**QUOTED_ANSWER, "citations": [MISPLACED]}
+
 SCENARIOS = {
+    "quote": [sse("delta", {"text": "第一句。[1]"}), sse("done", QUOTED_ANSWER)],
+    "misplaced-quote": [sse("delta", {"text": "第一句。[1]"}), sse("done", MISPLACED_ANSWER)],
     # Two pieces a second apart, so the first is on screen before the second exists.
     "slow": [
         sse("delta", {"text": "第一句。[1]"}),

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PHONE
+from .conftest import PHONE, QINGLAN_URL
 
 pytestmark = pytest.mark.slow
 
@@ -240,3 +240,40 @@ def test_a_follow_up_question_is_asked_with_the_conversation(page, medrag_server
     assert history[0] == {"role": "user", "content": "MedGPT是哪家公司发布的？"}
     assert history[1]["role"] == "assistant" and "医联" in history[1]["content"]
     expect(follow_up.locator(".answer")).to_contain_text("1000亿参数")
+
+
+def test_the_quote_is_marked_in_its_passage_and_linked_at_its_place_in_the_document(page, medrag_server, artifacts):
+    question = "青岚医院每天为多少偏远地区患者看诊？"
+    expected = httpx.post(f"{medrag_server.url}/ask", json={"question": question}, timeout=60).json()
+    [citation] = expected["citations"]
+    quote = citation["quote"]
+    assert quote["text"] == "青岚医院于2030年开通远程会诊，每天为二百名偏远地区患者看诊。"
+    assert citation["url"] == QINGLAN_URL and citation["deep_link"].startswith(QINGLAN_URL + "#:~:text=")
+    page.goto(medrag_server.url + "/")
+    open_widget(page)
+    message = ask(page, question)
+    message.locator(".badge").first.click()
+    region = message.get_by_role("region", name="来源 1")
+    expect(region.locator("mark.quote")).to_have_text(quote["text"])
+    expect(region.locator("mark")).to_have_count(1)
+    passage = region.locator("blockquote").text_content()
+    assert passage == citation["text"] and passage[quote["passage_start"] : quote["passage_end"]] == quote["text"]
+    link = region.get_by_role("link", name=re.compile("^定位原文"))
+    expect(link).to_have_attribute("href", citation["deep_link"])
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    expect(region.get_by_role("link", name=re.compile("^文档原文"))).to_have_attribute("href", QINGLAN_URL)
+    page.screenshot(path=artifacts / "widget-quote.png")
+
+
+@pytest.mark.parametrize("scenario, quoted", [("quote", ["第二句。"]), ("misplaced-quote", [])])
+def test_a_quote_is_marked_by_its_offsets_only_where_they_hold_and_deep_links_must_be_http(
+    page, site, scenario, quoted
+):
+    page.goto(f"{site.url}/scripted?scenario={scenario}&open=true")
+    message = ask(page, "第一句是什么？")
+    message.locator(".badge").first.click()
+    region = message.get_by_role("region", name="来源 1")
+    expect(region.locator("mark.quote")).to_have_text(quoted)
+    expect(region.locator("mark")).to_have_text(["第一句。", *quoted])  # the answer's own sentence, as before
+    expect(region.get_by_role("link")).to_have_count(1)  # the article's; never the javascript: deep link
+    assert page.evaluate("window.medragPwned") is None

@@ -91,6 +91,16 @@ def test_a_slow_server_times_out_without_retrying(llm, fake):
     assert len(fake.requests) == 1
 
 
+def test_time_the_caller_spends_on_the_pieces_does_not_count_against_the_llm(llm, fake):
+    # The LLM streams at once; the caller checks each piece for 0.3s, 1.5s in all (the timeout is 1s).
+    fake.then(Reply("医联发布了MedGPT", piece=2))
+    pieces = []
+    for piece in llm.chat(MESSAGES, stream=True):
+        time.sleep(0.3)
+        pieces.append(piece)
+    assert "".join(pieces) == "医联发布了MedGPT"
+
+
 def test_a_stream_that_breaks_off_is_an_error(llm, fake):
     fake.then(Cut("MedGPT由医联"))
     pieces = []

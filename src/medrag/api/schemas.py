@@ -4,8 +4,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from .. import chunking, deeplinks
 from ..service import DocumentInfo
-from ..types import Document, Hit, Reply, Results, Turn
+from ..types import Chunk, Document, Hit, Quote, Reply, Results, Turn
 
 # Bounds on a conversation sent back with each question: generous for chat clients, bounded for the server.
 MAX_HISTORY_MESSAGES = 200
@@ -33,6 +34,20 @@ class AskRequest(BaseModel):
         return [Turn(t.role, t.content) for t in self.history]
 
 
+class QuoteOut(BaseModel):
+    text: str = Field(description="The sentence of the passage that supports the answer.")
+    passage_start: int = Field(
+        description="Where it starts in the citation's `text` (its passage); offsets count characters (code points)."
+    )
+    passage_end: int = Field(description="Where it ends there: `text[passage_start:passage_end]` is the quote.")
+    document_start: int | None = Field(
+        description="Where it starts in the document's raw text (markdown): its visible text, links as their "
+        "labels and without `**`/`__`, is the quote (all of a link's label when the quote starts or ends "
+        "inside one). Null when the document is not at hand."
+    )
+    document_end: int | None = Field(description="Where it ends in the document's raw text; null as document_start.")
+
+
 class CitationOut(BaseModel):
     n: int
     chunk_id: str
@@ -46,6 +61,16 @@ class CitationOut(BaseModel):
     support: float | None = Field(
         default=None,
         description="LLM answers: how well the answer's sentences citing this passage are supported by it, in [0, 1].",
+    )
+    quote: QuoteOut | None = Field(
+        default=None,
+        description="The sentence of the passage that supports the answer; null when the answer names none "
+        "and in search hits.",
+    )
+    deep_link: str | None = Field(
+        default=None,
+        description="The document's URL with a text fragment (`#:~:text=`) that opens it at the quote; "
+        "null without a quote or an http(s) URL.",
     )
 
 
@@ -153,8 +178,13 @@ class ErrorOut(BaseModel):
     code: str
 
 
-def citation_out(n: int, hit: Hit, document: Document | None, support: float | None = None) -> CitationOut:
+def citation_out(
+    n: int, hit: Hit, document: Document | None, support: float | None = None, quote: Quote | None = None
+) -> CitationOut:
     chunk = hit.chunk
+    # A quote that is not where it says it is in the passage is no quote at all.
+    if quote is not None and not (0 <= quote.start < quote.end and chunk.text[quote.start : quote.end] == quote.text):
+        quote = None
     return CitationOut(
         n=n,
         chunk_id=chunk.chunk_id,
@@ -166,6 +196,24 @@ def citation_out(n: int, hit: Hit, document: Document | None, support: float | N
         text=chunk.text,
         score=round(hit.score, 6),
         support=None if support is None else round(support, 4),
+        quote=quote_out(quote, chunk, document) if quote else None,
+        deep_link=deeplinks.deep_link(document.url, quote.text) if quote and document else None,
+    )
+
+
+def quote_out(quote: Quote, chunk: Chunk, document: Document | None) -> QuoteOut:
+    """The quote's offsets in its passage, and in the document's raw text when the chunk was cut from that text."""
+    document_start = document_end = None
+    raw = document.text[chunk.start : chunk.end] if document else ""
+    if document and chunking.clean(raw) == chunk.text:
+        start, end = chunking.raw_span(raw, quote.start, quote.end)
+        document_start, document_end = chunk.start + start, chunk.start + end
+    return QuoteOut(
+        text=quote.text,
+        passage_start=quote.start,
+        passage_end=quote.end,
+        document_start=document_start,
+        document_end=document_end,
     )
 
 
@@ -175,7 +223,9 @@ def answer_out(reply: Reply) -> AskResponse:
         answer=answer.text,
         found=answer.found,
         evidence=round(answer.evidence, 4),
-        citations=[citation_out(c.n, c.hit, documents.get(c.hit.chunk.doc_id), c.support) for c in answer.citations],
+        citations=[
+            citation_out(c.n, c.hit, documents.get(c.hit.chunk.doc_id), c.support, c.quote) for c in answer.citations
+        ],
         timings_ms=answer.timings_ms,
         query=answer.query,
         generator=answer.generator,

@@ -277,4 +277,10 @@ def _chunk(record: dict) -> Chunk:
 
 
 def _document(record: dict) -> Document:
-    return Document(**{**record, "sources": tuple(Source(**s) for s in record["sources"])})
+    return Document(
+        **{
+            **record,
+            "sources": tuple(Source(**s) for s in record["sources"]),
+            "entities": tuple(tuple(forms) for forms in record.get("entities", ())),
+        }
+    )

@@ -298,7 +298,9 @@ class MilvusStore:
         documents = {}
         for doc_id, pieces in parts.items():
             record = json.loads("".join(pieces[i] for i in sorted(pieces)))
-            documents[doc_id] = Document(**{**record, "sources": tuple(Source(**s) for s in record["sources"])})
+            record["sources"] = tuple(Source(**s) for s in record["sources"])
+            record["entities"] = tuple(tuple(forms) for forms in record.get("entities", ()))
+            documents[doc_id] = Document(**record)
         return documents, counts
 
 

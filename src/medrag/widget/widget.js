@@ -34,6 +34,7 @@
       section: "章节：",
       passage: "原文段落",
       documentLink: "文档原文",
+      quoteLink: "定位原文",
       articleLink: "查看原文",
       copy: "复制",
       copyLabel: "复制回答",
@@ -65,6 +66,7 @@
       section: "Section: ",
       passage: "Passage",
       documentLink: "Document",
+      quoteLink: "Open at the quote",
       articleLink: "Original article",
       copy: "Copy",
       copyLabel: "Copy the answer",
@@ -391,31 +393,58 @@
       links.appendChild(h("li", null, h("a", { href: safe, target: "_blank", rel: "noopener noreferrer",
         referrerpolicy: "no-referrer" }, label + " · " + new URL(safe).hostname + " ↗")));
     }
+    addLink(citation.deep_link, t.quoteLink);
     addLink(citation.url, t.documentLink);
     (citation.source_urls || []).slice(0, 6).forEach(function (url) { addLink(url, t.articleLink); });
     return h("div", { class: "cite", id: id, role: "region", "aria-label": t.source + " " + citation.n, hidden: true },
       h("p", { class: "cite-title" }, "[" + citation.n + "] " + (citation.title || "")),
       citation.section ? h("p", { class: "cite-section" }, t.section + citation.section) : null,
-      passage(String(citation.text || ""), sentences),
+      passage(String(citation.text || ""), sentences, citation.quote),
       links.childNodes.length ? links : null);
   }
 
-  /** The passage as text, with the sentences the answer quotes from it marked. */
-  function passage(text, sentences) {
-    var quote = h("blockquote", { "aria-label": t.passage });
+  /** Where the service's quote is in the passage, [start, end) in UTF-16 units, if its offsets hold there. */
+  function quoteSpan(text, quote) {
+    if (!quote || typeof quote.text !== "string") return null;
+    // The service counts characters (code points); JavaScript strings count UTF-16 units.
+    var start = unitOffset(text, quote.passage_start);
+    var end = unitOffset(text, quote.passage_end);
+    if (start < 0 || end <= start) return null;
+    return text.slice(start, end) === quote.text ? [start, end] : null;
+  }
+
+  function unitOffset(text, points) {
+    if (!Number.isInteger(points) || points < 0) return -1;
+    var units = 0;
+    for (var i = 0; i < points; i++) {
+      if (units >= text.length) return -1;
+      var code = text.charCodeAt(units);
+      units += code >= 0xd800 && code <= 0xdbff && units + 1 < text.length ? 2 : 1;
+    }
+    return units;
+  }
+
+  /** The passage as text, with the service's quote and the sentences the answer quotes from it marked. */
+  function passage(text, sentences, quote) {
+    var block = h("blockquote", { "aria-label": t.passage });
+    var quoted = quoteSpan(text, quote);
     var spans = sentences.map(function (sentence) {
       var at = sentence.length > 1 ? text.indexOf(sentence) : -1;
       return [at, at + sentence.length];
-    }).filter(function (span) { return span[0] >= 0; }).sort(function (a, b) { return a[0] - b[0]; });
+    }).filter(function (span) {
+      return span[0] >= 0 && !(quoted && span[0] < quoted[1] && quoted[0] < span[1]); // the quote wins
+    });
+    if (quoted) spans.push(quoted);
+    spans.sort(function (a, b) { return a[0] - b[0]; });
     var position = 0;
     spans.forEach(function (span) {
       if (span[0] < position) return;
-      quote.appendChild(document.createTextNode(text.slice(position, span[0])));
-      quote.appendChild(h("mark", null, text.slice(span[0], span[1])));
+      block.appendChild(document.createTextNode(text.slice(position, span[0])));
+      block.appendChild(h("mark", { class: span === quoted ? "quote" : null }, text.slice(span[0], span[1])));
       position = span[1];
     });
-    quote.appendChild(document.createTextNode(text.slice(position)));
-    return quote;
+    block.appendChild(document.createTextNode(text.slice(position)));
+    return block;
   }
 
   function actions(message) {

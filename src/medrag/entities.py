@@ -1,0 +1,158 @@
+"""The names a corpus talks about, found at index time: models, organisations and their aliases.
+
+A document's entities are extracted once, when it is indexed, and stored with it (`Document.entities`),
+so each index version carries the list of its own documents and a change re-extracts only new ones.
+The reader uses them to tell which entity a question asks about and which one a sentence is about.
+
+Where names come from:
+- Latin-script names: a capital after the first letter or a digit (MedGPT, GPT-4, MMedC, ICD-10),
+  or capitalised words (Google Cloud), with a version number that follows (Llama 3, Med-PaLM 2);
+- the head of a heading written "Name：description" (### 1. MedGPT：国内首个…);
+- organisations: jieba's organisation tag (nt) and Chinese runs ending in 大学, 医院, 公司, 团队 …;
+- aliases written `X（Y）` or `X(Y)`: 中国医药大学附设医院（中医大附医）, 大语言模型（LLM）.
+jieba's person and place tags are left out: on medical text they tag common words (康复, 伦理).
+"""
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+import jieba.posseg as pseg
+
+from .chunking import HEADING, clean
+from .textnorm import normalize
+from .types import Document
+
+LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.+][A-Za-z0-9]+)*")
+VERSION = re.compile(r" \d+(?:\.\d+)?(?![\d.])")
+# Capitalised words that start English sentences or refer back rather than name something.
+NOT_NAMES = frozenset(
+    "what which who whom whose when where why how is are was were do does did can could would should will "
+    "tell please give list and or but the a an in on of for to by it its they them their this that these those "
+    "he she his her compare describe explain i me my you your we our".split()
+)
+ORGANISATION = re.compile(r"[\u4e00-\u9fff]{2,14}(?:大学|学院|医学院|医院|公司|集团|团队|研究院|研究所|实验室|中心)")
+ALIAS = re.compile(r"([\u4e00-\u9fffA-Za-z0-9·\-]{2,16})[（(]([^（）()\n]{2,16})[）)]")
+HEAD = re.compile(r"^(?:\d+[.、)]\s*)?(.{2,24}?)[：:]")
+# A name found by a pattern starts after the last of these words: "医联与四川大学华西医院" names 四川大学华西医院.
+LEADING = re.compile(r".*(?:相当于|覆盖|包括|由|与|和|及|在|于|为|是|的|将|对|从|但|即|被)")
+# What follows a name in brackets is not an alias when it gives an example or a list.
+NOT_ALIAS = re.compile(r"^(?:如|例如|即|包括|e\.g\.)|[和与、,，]")
+URL = re.compile(r"https?://\S+")
+
+
+def trimmed(name: str) -> str:
+    """A name without the words that precede it in its sentence."""
+    return LEADING.sub("", name)
+
+
+def latin_names(text: str) -> list[str]:
+    """Latin-script names in text, in order; adjacent capitalised names join ("Google Cloud")."""
+    names: list[str] = []
+    last_end = -1
+    for match in LATIN_WORD.finditer(text):
+        word, end = match.group(), match.end()
+        if not (
+            any(c.isupper() for c in word[1:])
+            or any(c.isdigit() for c in word)
+            or (word[0].isupper() and word.lower() not in NOT_NAMES)
+        ):
+            continue
+        version = None if any(c.isdigit() for c in word) else VERSION.match(text, end)
+        if version:
+            word, end = word + version.group(), version.end()
+        if names and text[last_end : match.start()] == " ":
+            names[-1] = f"{names[-1]} {word}"
+        else:
+            names.append(word)
+        last_end = end
+    return names
+
+
+def extract(document: Document) -> tuple[tuple[str, ...], ...]:
+    """A document's entities: each a tuple of surface forms, the canonical one first (normalised text)."""
+    groups: dict[str, list[str]] = {}
+
+    def add(name: str, *aliases: str) -> None:
+        name = name.strip(" -·")
+        if len(name) < 2 or name.isdigit():
+            return
+        key = next((k for k, forms in groups.items() if name.lower() in (f.lower() for f in forms)), None)
+        forms = groups.setdefault(key or name, [key or name])
+        for form in (name, *aliases):
+            form = form.strip(" -·")
+            if len(form) >= 2 and not form.isdigit() and form.lower() not in (f.lower() for f in forms):
+                forms.append(form)
+
+    for line in document.text.splitlines():
+        heading = HEADING.match(line)
+        if heading:
+            head = HEAD.match(normalize(clean(heading.group(2))).strip())
+            if head:
+                add(head.group(1).strip())
+    text = URL.sub(" ", normalize(clean(document.text)))
+    for name, alias in ALIAS.findall(text):
+        if not re.fullmatch(r"[\d.%\s]+", alias) and not NOT_ALIAS.search(alias):
+            add(trimmed(name), alias)
+    for name in latin_names(text):
+        add(name)
+    for name in ORGANISATION.findall(text):
+        add(trimmed(name))
+    for word, flag in pseg.lcut(text):
+        if flag == "nt" and len(word) > 1:
+            add(word)
+    return tuple(tuple(forms) for forms in groups.values())
+
+
+@dataclass(frozen=True)
+class Mention:
+    """An entity named in a text: its canonical name and where."""
+
+    name: str
+    start: int
+    end: int
+
+
+class Lexicon:
+    """All entities of an index version, for finding them in questions and sentences (normalised text)."""
+
+    def __init__(self, groups: list[tuple[str, ...]]):
+        self.canonical: dict[str, str] = {}
+        for forms in groups:
+            for form in forms:
+                self.canonical.setdefault(form.lower(), forms[0])
+
+    @classmethod
+    def of(cls, documents) -> "Lexicon":
+        groups = [forms for document in documents for forms in (document.entities or extract(document))]
+        return cls(groups)
+
+    @cached_property
+    def _pattern(self) -> re.Pattern | None:
+        forms = sorted(self.canonical, key=len, reverse=True)
+        if not forms:
+            return None
+        # Latin forms must not sit inside a longer word: "Llama 3" in "MMed-Llama 3" is not Llama 3.
+        parts = []
+        for form in forms:
+            escaped = re.escape(form)
+            if re.match(r"[a-z0-9]", form):
+                escaped = r"(?<![a-z0-9\-])" + escaped
+            if re.search(r"[a-z0-9]$", form):
+                escaped += r"(?![a-z0-9])"
+            parts.append(escaped)
+        return re.compile("|".join(parts))
+
+    def find(self, text: str) -> list[Mention]:
+        """The entities named in normalised text, longest forms first, left to right."""
+        if self._pattern is None:
+            return []
+        lowered = text.lower()
+        return [Mention(self.canonical[m.group()], m.start(), m.end()) for m in self._pattern.finditer(lowered)]
+
+    def names(self, text: str) -> list[str]:
+        """Canonical names of the entities in text, in order, each once."""
+        return list(dict.fromkeys(m.name for m in self.find(text)))
+
+    def __len__(self) -> int:
+        return len(set(self.canonical.values()))
