@@ -1,37 +1,27 @@
-"""Extractive answers: the sentences of the retrieved passages that answer the question, or a refusal.
+"""Extractive answers: the sentences of the retrieved passages that best answer the question.
 
-No language model is needed. Each sentence of the top passages is described by a few features —
-how similar it is to the question (e5 cosine, with its heading for context), how much of what the
-question asks it covers (BM25-weighted terms, bigram credit for Chinese), whether it is about the
-entity the question names (in the sentence, its headings or the sentence before it) or about
-another one, whether it holds the kind of answer asked for (a number, a date, a list …), whether
-the question's own figures appear in the passage — and a logistic model trained offline
-(`benchmarks/train_reader.py`, weights in `reader.json`) turns them into the probability that the
-sentence answers the question. The most probable one or two sentences become the answer, each with
-an `[n]` marker bound to its passage; below the threshold the answer is `found: false`.
-Reference-list entries and bare links are sources, never answers.
+No language model is needed. Each sentence of the top passages is scored by the cosine similarity
+of its embedding (with its heading for context) to the question's, and by how much of the
+question's weight (BM25 idf) it covers. The best one or two sentences become the answer, each
+followed by an `[n]` marker bound to its passage. The evidence score of the best sentence
+decides whether to answer at all: below `min_evidence` the answer is `found: false`.
 """
 
-import json
-import math
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Protocol
 
 import numpy as np
 
 from .chunking import sentence_spans
 from .embedding import Embedder
-from .entities import Lexicon
 from .lexical import idf
-from .query import CJK_RUN, TYPED, holds, language
+from .query import CJK_RUN, language
 from .textnorm import normalize
-from .types import Answer, Chunk, Citation, Hit, Query, Question, Quote
+from .types import Answer, Citation, Hit, Query, Question, Quote
 
 NOT_FOUND = {
     "zh": "抱歉，语料库中没有找到能回答这个问题的内容。",
@@ -39,32 +29,12 @@ NOT_FOUND = {
 }
 LIST_MARK = re.compile(r"\s*(?:[-*+]|\d+[.)、])\s+")
 NAME = re.compile(r"[A-Z][A-Za-z0-9-]+|[A-Za-z]*\d[A-Za-z0-9.%-]*")
-NUMBER = re.compile(r"\d+(?:\.\d+)?")
-URL = re.compile(r"https?://\S+")
-REFERENCE_SECTIONS = frozenset({"参考文献", "参考资料", "references", "bibliography", "引用", "资料来源"})
-# "1. 搜狐. (2024). 标题 …": a reference-list entry.
-REFERENCE_ENTRY = re.compile(r"^\s*(?:\d+[.、)]\s*)?[^.。\n]{1,40}\.\s*\(\d{4}\)\.")
-# The features the model reads, in the order of its weights.
-FEATURES = (
-    "dense",
-    "dense_gap",
-    "cross_lingual",
-    "dense_cross",
-    "cover_sentence",
-    "cover_context",
-    "cover_passage",
-    "entities_asked",
-    "entity_missing",
-    "entity_in_sentence",
-    "other_entity",
-    "unknown_name",
-    "type_missing",
-    "type_match",
-    "premise_mismatch",
-    "passage_rank",
-    "length",
+# Words of a question that ask for a number, a date or a share.
+QUANTITY = re.compile(
+    r"多少|几|多大|多高|多长|多久|比例|百分之|何时|什么时候|哪一?年|哪一天|日期"
+    r"|how (many|much)|when|what year|percent|rate|accuracy|score",
+    re.IGNORECASE,
 )
-DECISION_FEATURES = (*FEATURES, "rank", "rank_lead", "dense_lead")
 
 
 class TermStatistics(Protocol):
@@ -90,7 +60,9 @@ class Answerer(Protocol):
 
 def final(pieces: Iterator[str | Answer]) -> Answer:
     """The `Answer` at the end of an answerer's stream."""
-    *_, answer = pieces
+    answer = None
+    for answer in pieces:  # noqa: B007 (the last item is the one wanted)
+        pass
     if not isinstance(answer, Answer):
         raise AssertionError("an answerer's stream must end with its Answer")
     return answer
@@ -106,86 +78,16 @@ def match(term: str, passage: str) -> float:
     return 0.0
 
 
-def is_reference(chunk: Chunk, sentence: str) -> bool:
-    """A reference-list entry or a bare link: a source to cite, not a sentence that answers."""
-    if any(normalize(part).strip().lower() in REFERENCE_SECTIONS for part in chunk.section):
-        return True
-    if REFERENCE_ENTRY.match(sentence):
-        return True
-    rest = URL.sub("", sentence)
-    return rest != sentence and len(re.sub(r"[\W_]", "", rest)) < 6
-
-
-@dataclass(frozen=True)
-class Logistic:
-    """Logistic regression over standardised features: P = sigmoid(w · (x - mean) / scale + b)."""
-
-    features: tuple[str, ...]
-    mean: np.ndarray
-    scale: np.ndarray
-    weights: np.ndarray
-    intercept: float
-
-    @classmethod
-    def from_json(cls, record: dict, features: tuple[str, ...]) -> "Logistic":
-        if tuple(record["features"]) != features:
-            raise ValueError(f"reader weights for features {record['features']}, this reader computes {features}")
-        return cls(
-            features=features,
-            mean=np.asarray(record["mean"], dtype=np.float64),
-            scale=np.asarray(record["scale"], dtype=np.float64),
-            weights=np.asarray(record["weights"], dtype=np.float64),
-            intercept=float(record["intercept"]),
-        )
-
-    def logit(self, rows: np.ndarray) -> np.ndarray:
-        return ((rows - self.mean) / self.scale) @ self.weights + self.intercept
-
-    def probability(self, rows: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logit(rows)))
-
-
-@dataclass(frozen=True)
-class ReaderModel:
-    """Two trained stages: `rank` orders a question's sentences; `decide` gives the probability that the
-    best of them answers the question, from its features, its rank score and its lead over the next."""
-
-    rank: Logistic
-    decide: Logistic
-    threshold: float  # on `decide`'s probability, chosen on questions the model never trained on
-
-    @classmethod
-    def from_json(cls, record: dict) -> "ReaderModel":
-        return cls(
-            rank=Logistic.from_json(record["rank"], FEATURES),
-            decide=Logistic.from_json(record["decide"], DECISION_FEATURES),
-            threshold=float(record["threshold"]),
-        )
-
-
-def decision_row(best: "Candidate", runner_up: "Candidate | None") -> np.ndarray:
-    """The question-level features: the best sentence's own, its rank score, its lead in rank and in similarity."""
-    dense = FEATURES.index("dense")
-    lead = best.rank - runner_up.rank if runner_up else 5.0
-    dense_lead = best.features[dense] - runner_up.features[dense] if runner_up else 0.1
-    return np.concatenate([best.features, [best.rank, min(lead, 5.0), dense_lead]])
-
-
-@cache
-def shipped_model() -> ReaderModel:
-    """The weights that ship with the package (`reader.json`, written by benchmarks/train_reader.py)."""
-    text = resources.files("medrag").joinpath("reader.json").read_text(encoding="utf-8")
-    return ReaderModel.from_json(json.loads(text))
-
-
 @dataclass(frozen=True)
 class Candidate:
     hit_index: int
     text: str
     start: int  # the sentence's offsets in its passage's text
     end: int
-    features: np.ndarray
-    rank: float = 0.0  # the ranking stage's logit
+    dense: float
+    coverage: float
+    rank: float
+    evidence: float
 
 
 class SentenceVectors:
@@ -204,7 +106,7 @@ class SentenceVectors:
     def _get(self, texts: list[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            for text, vector in zip(missing, self.embedder.embed(missing), strict=True):
+            for text, vector in zip(missing, self.embedder.embed(missing), strict=False):
                 self._cache[text] = vector
             while len(self._cache) > self.size:
                 self._cache.popitem(last=False)
@@ -214,26 +116,22 @@ class SentenceVectors:
 
 
 class ExtractiveAnswerer:
-    """Answers from the passages' own sentences; refuses when no sentence is likely to answer."""
+    """Answers from the passages' own sentences; refuses when the evidence is weak."""
 
     def __init__(
         self,
         embedder: Embedder,
         statistics: TermStatistics,
-        lexicon: Lexicon,
         *,
-        model: ReaderModel,
-        min_evidence: float | None,
-        vectors: SentenceVectors,
+        min_evidence: float,
         passages: int = 3,
         max_sentences: int = 2,
+        vectors: SentenceVectors | None = None,
     ):
         self.embedder = embedder
-        self.vectors = vectors
+        self.vectors = vectors or SentenceVectors(embedder)
         self.statistics = statistics
-        self.lexicon = lexicon
-        self.model = model
-        self.min_evidence = model.threshold if min_evidence is None else min_evidence
+        self.min_evidence = min_evidence
         self.passages = passages
         self.max_sentences = max_sentences
 
@@ -246,18 +144,19 @@ class ExtractiveAnswerer:
         yield answer
 
     def answer(self, query: Query, hits: list[Hit], query_vector: np.ndarray) -> Answer:
-        ranked = self.ranked(query, hits, query_vector)
+        candidates = self.candidates(query, hits, query_vector)
         lang = query.language
-        evidence = self.evidence(ranked)
-        if evidence < self.min_evidence:
-            return Answer(text=NOT_FOUND[lang], found=False, evidence=evidence)
-        best = ranked[0]
+        if not candidates or candidates[0].evidence < self.min_evidence:
+            best = candidates[0].evidence if candidates else 0.0
+            return Answer(text=NOT_FOUND[lang], found=False, evidence=best)
+        best = candidates[0]
         chosen = [best]
-        # A second sentence only when it ranks nearly as well, so answers stay short and on point; a
-        # list may be spread over sentences, so there the margin is wider.
-        margin = 1.5 if query.answer_type == "list" else 0.5
-        for other in ranked[1 : self.max_sentences]:
-            if other.rank >= best.rank - margin and other.text != best.text:
+        for other in candidates[1:]:
+            if len(chosen) >= self.max_sentences:
+                break
+            # A second sentence only when it is nearly as good, so answers stay short and on point.
+            close = other.rank >= best.rank - 0.05 and other.evidence >= self.min_evidence
+            if close and other.text not in {c.text for c in chosen}:
                 chosen.append(other)
         numbers: dict[int, int] = {}
         parts = []
@@ -269,93 +168,70 @@ class ExtractiveAnswerer:
             quotes.setdefault(candidate.hit_index, Quote(candidate.text, candidate.start, candidate.end))
         citations = tuple(Citation(n=n, hit=hits[i], quote=quotes[i]) for i, n in numbers.items())
         separator = "" if lang == "zh" else " "
-        return Answer(text=separator.join(parts), found=True, citations=citations, evidence=evidence)
-
-    def evidence(self, ranked: list[Candidate]) -> float:
-        """The probability that the best-ranked sentence answers the question (0 without candidates)."""
-        if not ranked:
-            return 0.0
-        row = decision_row(ranked[0], ranked[1] if len(ranked) > 1 else None)
-        return float(self.model.decide.probability(row[None, :])[0])
-
-    def ranked(self, query: Query, hits: list[Hit], query_vector: np.ndarray) -> list[Candidate]:
-        """The candidate sentences with the ranking stage's score, best first."""
-        candidates = self.candidates(query, hits, query_vector)
-        if not candidates:
-            return []
-        logits = self.model.rank.logit(np.vstack([c.features for c in candidates]))
-        ranked = [
-            Candidate(c.hit_index, c.text, c.start, c.end, c.features, float(r))
-            for c, r in zip(candidates, logits.tolist(), strict=True)
-        ]
-        # Within a near tie the better-retrieved passage wins.
-        return sorted(ranked, key=lambda c: (-round(c.rank, 2), c.hit_index))
+        return Answer(text=separator.join(parts), found=True, citations=citations, evidence=best.evidence)
 
     def candidates(self, query: Query, hits: list[Hit], query_vector: np.ndarray) -> list[Candidate]:
-        """Sentences of the top passages with their features (in `FEATURES` order); references left out."""
+        """Sentences of the top passages, best evidence first."""
         asked_in = query.language
-        attributes = self.weigh(list(query.attributes or query.terms))
-        every_term = self.weigh(list(query.terms))
-        asked = set(query.entities)
-        unknown = self.unknown(query)
-        figures = premise_figures(query)
-        typed = query.answer_type in TYPED
+        terms = self.weigh(list(query.terms))
+        wants_number = bool(QUANTITY.search(query.text))
         rows = []
         for index, hit in enumerate(hits[: self.passages]):
             chunk = hit.chunk
             heading = " > ".join(chunk.section)
             context = normalize(" ".join(chunk.section)).lower()
             passage = f"{context} {normalize(chunk.text).lower()}"
-            in_heading = set(self.lexicon.names(normalize(heading)))
-            mismatch = sum(f not in passage for f in figures) / len(figures) if figures else 0.0
-            previous = ""
             for start, end in sentence_spans(chunk.text):
                 mark = LIST_MARK.match(chunk.text, start, end)
                 if mark:
                     start = mark.end()
+                while end > start and chunk.text[end - 1].isspace():
+                    end -= 1
                 sentence = chunk.text[start:end]
-                own = normalize(sentence)
-                before, previous = previous, own
-                if len(sentence) < 4 or is_reference(chunk, sentence):
+                if len(sentence) < 4:
                     continue
                 cross_lingual = language(sentence) != asked_in
-                lowered = own.lower()
-                in_sentence = set(self.lexicon.names(own))
-                around = in_sentence | in_heading | set(self.lexicon.names(before))
-                values = {
-                    "cross_lingual": float(cross_lingual),
-                    "cover_sentence": self.coverage(attributes, lowered, cross_lingual),
-                    "cover_context": self.coverage(attributes, f"{context} {before.lower()} {lowered}", cross_lingual),
-                    "cover_passage": self.coverage(every_term, passage, cross_lingual),
-                    "entities_asked": float(bool(asked)),
-                    "entity_missing": len(asked - around) / len(asked) if asked else 0.0,
-                    "entity_in_sentence": len(asked & in_sentence) / len(asked) if asked else 0.0,
-                    "other_entity": float(bool(asked) and not (asked & in_sentence) and bool(in_sentence - asked)),
-                    "unknown_name": float(unknown),
-                    "type_missing": float(typed and not holds(query.answer_type, own)),
-                    "type_match": float(typed and holds(query.answer_type, own)),
-                    "premise_mismatch": mismatch,
-                    "passage_rank": index / self.passages,
-                    "length": math.log1p(len(sentence)) / 5,
-                }
-                rows.append((index, sentence, start, end, normalize(f"{heading}：{sentence}"), values))
+                # Terms in the sentence itself count fully, terms only in its headings half; across
+                # languages the few matchable terms are names, which headings carry as well.
+                own = normalize(sentence).lower()
+                local = self.coverage(terms, f"{context} {own}", cross_lingual)
+                if not cross_lingual:
+                    local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
+                if wants_number and not re.search(r"\d", sentence):
+                    local *= 0.8  # asked for a number or a date, and this sentence has none
+                rows.append(
+                    (
+                        index,
+                        (sentence, start, end),
+                        normalize(f"{heading}：{sentence}"),
+                        local,
+                        self.coverage(terms, passage, cross_lingual),
+                        cross_lingual,
+                    )
+                )
         if not rows:
             return []
-        similarities = (self.vectors.get([r[4] for r in rows]) @ query_vector).tolist()
-        top = max(similarities)
+        similarities = self.vectors.get([r[2] for r in rows]) @ query_vector
         result = []
-        for (index, sentence, start, end, _, values), dense in zip(rows, similarities, strict=True):
-            values.update(dense=dense, dense_gap=dense - top, dense_cross=dense * values["cross_lingual"])
-            result.append(Candidate(index, sentence, start, end, np.array([values[f] for f in FEATURES])))
-        return result
-
-    def unknown(self, query: Query) -> bool:
-        """Whether the question names something the corpus never mentions (a name it has no word for)."""
-        if not query.unknown_names:
-            return False
-        forms = [name.lower() for name in query.unknown_names]
-        _, frequencies = self.statistics.term_statistics(forms)
-        return any(frequencies[form] == 0 for form in forms)
+        for (index, (sentence, start, end), _, local, coverage, cross_lingual), dense in zip(
+            rows, similarities.tolist(), strict=False
+        ):
+            similarity = rescale(dense, cross_lingual)
+            # Within a close call the better-retrieved passage wins.
+            prior = 1 - index / self.passages
+            result.append(
+                Candidate(
+                    index,
+                    sentence,
+                    start,
+                    end,
+                    dense,
+                    coverage,
+                    rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
+                    evidence=0.5 * similarity + 0.5 * coverage,
+                )
+            )
+        return sorted(result, key=lambda c: -c.rank)
 
     def weigh(self, terms: list[tuple[str, float]]) -> list[tuple[str, float, bool]]:
         """Each term with its weight (part-of-speech weight x idf) and whether the corpus has it as written.
@@ -384,14 +260,16 @@ class ExtractiveAnswerer:
         return found / total if total else 0.0
 
 
-def premise_figures(query: Query) -> list[str]:
-    """Figures the question states (years, counts), outside the names it gives: its premises."""
-    text = query.normalized.lower()
-    for name in (*query.entities, *query.unknown_names):
-        text = text.replace(name.lower(), " ")
-    return list(dict.fromkeys(NUMBER.findall(text)))
-
-
 def pieces(text: str) -> list[str]:
     """`text` cut after each `[n]` marker; the pieces join back to exactly `text`."""
     return [piece for piece in re.split(r"(?<=\[\d\])|(?<=\[\d\d\])", text) if piece]
+
+
+def rescale(cosine: float, cross_lingual: bool) -> float:
+    """Map an e5 cosine to [0, 1].
+
+    e5 cosines live in a narrow band: unrelated text scores about 0.75-0.80 and a direct answer
+    about 0.90-0.93 in the same language; across languages the whole band sits about 0.06 lower.
+    """
+    low, high = (0.74, 0.86) if cross_lingual else (0.80, 0.93)
+    return min(1.0, max(0.0, (cosine - low) / (high - low)))

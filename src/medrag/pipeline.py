@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from . import query
-from .answering import Answerer, ExtractiveAnswerer, SentenceVectors, shipped_model
+from .answering import Answerer, ExtractiveAnswerer, SentenceVectors
 from .conversation import standalone
 from .embedding import Embedder
 from .entities import Lexicon
@@ -42,7 +42,7 @@ class Options:
     rrf_k: int
     candidates: int
     dense_weight: float
-    min_evidence: float | None
+    min_evidence: float
     max_question_chars: int
     history_turns: int
     llm_min_evidence: float
@@ -83,12 +83,7 @@ class Pipeline:
         options = self.options
         lexicon = Lexicon.of(index.documents.values())
         answerer: Answerer = ExtractiveAnswerer(
-            self.embedder,
-            index,
-            lexicon,
-            model=shipped_model(),
-            min_evidence=options.min_evidence,
-            vectors=self.vectors,
+            self.embedder, index, min_evidence=options.min_evidence, vectors=self.vectors
         )
         if self.llm is not None:
             answerer = GenerativeAnswerer(

@@ -75,11 +75,6 @@ def scores(url: str):
     return evaluate(items, ask, search)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 11 open: one public question whose reader probability sits at the threshold is answered on "
-    "Milvus and refused on FAISS; the cause is not found yet",
-)
 def test_the_public_set_scores_the_same_on_milvus_as_on_faiss(server, replicas, capsys):
     on_faiss, on_milvus = scores(server.url), scores(replicas[1].url)
     faiss_summary, milvus_summary = on_faiss.summary(), on_milvus.summary()

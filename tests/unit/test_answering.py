@@ -52,7 +52,7 @@ def test_questions_outside_the_corpus_are_refused(service):
         answer = service.ask(question).answer
         assert not answer.found, question
         assert answer.citations == ()
-        assert answer.evidence < service.pipeline.snapshot().answerer.min_evidence
+        assert answer.evidence < service.settings.min_evidence
 
 
 def test_question_terms_weigh_nouns_over_verbs_and_skip_question_words():
