@@ -142,6 +142,16 @@ class MilvusLiteServer(Child):
             return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
 
+@pytest.fixture(scope="module")
+def fake():
+    """A scripted OpenAI-compatible LLM server on loopback (tests/fakellm.py), one per test module."""
+    from .fakellm import FakeLLM
+
+    server = FakeLLM().start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
     """A Milvus server (Milvus Lite's) reached over the network on 127.0.0.1, for the whole session."""

@@ -27,13 +27,6 @@ MIN_SUPPORT = Settings().llm_min_support
 
 
 @pytest.fixture(scope="module")
-def fake():
-    server = FakeLLM().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def llm_server(real_index, real_embedder, fake, tmp_path_factory):
     """The shipped corpus plus a document with instructions injected into it, answered through the fake LLM."""
     index_dir = tmp_path_factory.mktemp("llm") / "index"

@@ -25,7 +25,7 @@ from medrag.query import analyse
 from medrag.settings import Settings
 from medrag.types import Answer, Chunk, Citation, Hit, Question, Turn
 
-from ..fakellm import Cut, FakeLLM, Reply, Status
+from ..fakellm import Cut, Reply, Status
 
 HISTORY_TURNS = Settings().history_turns
 LLM_MIN_EVIDENCE = Settings().llm_min_evidence
@@ -171,13 +171,6 @@ class ScriptedExtractive:
             return Answer(text=NOT_FOUND[query.language], found=False, evidence=self.evidence)
         text = "MedGPT由中国互联网医疗公司医联于2023年5月25日正式发布[1]"
         return Answer(text=text, found=True, citations=(Citation(1, hits[0]),), evidence=self.evidence)
-
-
-@pytest.fixture(scope="module")
-def fake():
-    server = FakeLLM().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

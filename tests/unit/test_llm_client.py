@@ -8,16 +8,9 @@ from medrag.errors import GeneratorError
 from medrag.llm import ChatClient
 
 from ..conftest import free_port
-from ..fakellm import Cut, FakeLLM, Raw, Reply, Slow, Status
+from ..fakellm import Cut, Raw, Reply, Slow, Status
 
 MESSAGES = [{"role": "user", "content": "hello"}]
-
-
-@pytest.fixture(scope="module")
-def fake():
-    server = FakeLLM().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
