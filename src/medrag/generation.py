@@ -28,7 +28,7 @@ from .embedding import Embedder
 from .errors import GeneratorError
 from .llm import ChatClient, json_lines
 from .query import CJK_RUN, language, question_terms
-from .textnorm import normalize
+from .textnorm import neutralise_markers, normalize
 from .types import Answer, Citation, Hit, Query, Question, Quote
 
 log = logging.getLogger("medrag.generation")
@@ -77,7 +77,7 @@ def messages(question: Question, passages: list[Hit], history_turns: int) -> lis
     Only the last `history_turns` earlier messages are given: older ones rarely matter and cost prompt length.
     """
     quoted = [
-        {"n": n, "source": " > ".join(hit.chunk.section), "text": hit.chunk.text}
+        {"n": n, "source": " > ".join(hit.chunk.section), "text": neutralise_markers(hit.chunk.text)}
         for n, hit in enumerate(passages, start=1)
     ]
     system = INSTRUCTIONS.format(language_hint=LANGUAGE_HINTS[language(question.text)])

@@ -10,7 +10,7 @@ import numpy as np
 from . import chunking, corpus, entities
 from .chunking import searchable_text
 from .embedding import Embedder
-from .errors import BadInputError, IndexMismatchError, IndexMissingError
+from .errors import BadInputError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from .fetching import Fetcher
 from .stores import FaissStore, IndexView, Manifest, Store, Waiting
 from .types import Chunk, Document
@@ -81,11 +81,19 @@ def _update(
     progress: Progress | None,
 ) -> Change:
     started = time.perf_counter()
+    # A rebuild embeds everything again, so the live version may come from another model.
+    model_id = None if rebuild else embedder.model_id
     try:
-        # A rebuild embeds everything again, so the live version may come from another model.
-        live = target.load(None if rebuild else embedder.model_id)
-    except IndexMissingError:
-        live = None
+        live = target.load(model_id)
+    except (IndexMissingError, IndexCorruptError):
+        # The live version is missing or damaged: build on the newest whole one (the one the service
+        # serves meanwhile), so nothing it holds is lost; only an empty store starts from nothing.
+        try:
+            live = target.recover(model_id)
+        except IndexMissingError:
+            if target.versions():
+                raise
+            live = None
     documents = dict(live.documents) if live else {}
     unknown = [doc_id for doc_id in remove if doc_id not in documents]
     if unknown:

@@ -37,6 +37,7 @@ class Job:
     outcomes: dict[str, str] = field(default_factory=dict)
     version: str | None = None
     created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
     finished_at: float | None = None
 
     finished: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
@@ -60,8 +61,13 @@ Work = Callable[[Job], Change]
 class JobRunner:
     """A single writer thread working through queued jobs in order."""
 
-    def __init__(self, on_change: Callable[[Change], None] = lambda change: None):
+    def __init__(
+        self,
+        on_change: Callable[[Change], None] = lambda change: None,
+        on_finish: Callable[[Job], None] = lambda job: None,
+    ):
         self.on_change = on_change
+        self.on_finish = on_finish
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._queue: queue.Queue[tuple[Job, Work] | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -82,6 +88,12 @@ class JobRunner:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def states(self) -> dict[str, int]:
+        """How many of the jobs kept are in each state."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        return {state: sum(job.state == state for job in jobs) for state in ("queued", "running", "done", "failed")}
+
     def stop(self) -> None:
         self._queue.put(None)
 
@@ -89,6 +101,7 @@ class JobRunner:
         while (item := self._queue.get()) is not None:
             job, work = item
             job.state = "running"
+            job.started_at = time.time()
             try:
                 change = work(job)
             except MedragError as error:
@@ -106,3 +119,7 @@ class JobRunner:
             job.finished_at = time.time()
             job.state = "failed" if job.error else "done"
             job.finished.set()
+            try:
+                self.on_finish(job)
+            except Exception:  # counting a job must never stop the writer
+                log.exception("job %s: the finish hook failed", job.job_id)

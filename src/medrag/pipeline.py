@@ -5,6 +5,7 @@ version (or a writer hands it one). A question holds its snapshot to the end, so
 never mixes two versions in one answer.
 """
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -15,12 +16,14 @@ from .answering import Answerer, ExtractiveAnswerer, SentenceVectors
 from .conversation import standalone
 from .embedding import Embedder
 from .entities import Lexicon
-from .errors import BadInputError
+from .errors import BadInputError, IndexCorruptError, IndexMissingError
 from .generation import GenerativeAnswerer
 from .llm import ChatClient
 from .retrieval import Mode, Retriever
 from .stores import IndexView, Store
 from .types import Answer, Hit, Question, Turn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class Options:
     min_evidence: float
     max_question_chars: int
     history_turns: int
+    # Bounds on one question's cost: earlier messages, and characters of the question and those together.
+    max_history_turns: int
+    max_request_chars: int
     llm_min_evidence: float
     llm_min_support: float
 
@@ -59,16 +65,23 @@ class Pipeline:
         self.vectors = SentenceVectors(embedder)
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
+        # Why the version served is not the live one (None when it is), and the live version that
+        # could not be loaded, so it is not tried again on every question.
+        self.degraded: str | None = None
+        self._refused: str | None = None
 
     def snapshot(self) -> Snapshot:
-        """The live version, loading it first if the store names a version not yet loaded."""
-        live = self.store.live_version()
+        """The live version, loading it first if the store names a version not yet loaded.
+
+        When the store names no live version, or one that is damaged, the newest whole version is
+        served instead and `degraded` says why.
+        """
         snapshot = self._snapshot
-        if snapshot is not None and (live is None or live == snapshot.index.version):
+        if snapshot is not None and self._serves(self.store.live_version(), snapshot):
             return snapshot
         with self._lock:
-            if self._snapshot is None or self.store.live_version() != self._snapshot.index.version:
-                self._snapshot = self._make(self.store.load(self.embedder.model_id))
+            if self._snapshot is None or not self._serves(self.store.live_version(), self._snapshot):
+                self._snapshot = self._make(self._load())
             return self._snapshot
 
     def install(self, index: IndexView) -> None:
@@ -76,6 +89,38 @@ class Pipeline:
         with self._lock:
             if self._snapshot is None or self._snapshot.index.version != index.version:
                 self._snapshot = self._make(index)
+            self.degraded = self._refused = None
+
+    def _serves(self, live: str | None, snapshot: Snapshot) -> bool:
+        """Whether `snapshot` is still the version to serve while the store names `live`."""
+        if live == snapshot.index.version:
+            self.degraded = self._refused = None  # live again (`medrag repair` pointed at it)
+            return True
+        if live is None and self.degraded is None:
+            self._degrade(f"the store names no live version any more; serving {snapshot.index.version}")
+        return live is None or live == self._refused
+
+    def _load(self) -> IndexView:
+        """The live version, or the newest whole one when the live one is missing or damaged."""
+        model_id = self.embedder.model_id
+        try:
+            index = self.store.load(model_id)
+        except (IndexMissingError, IndexCorruptError) as error:
+            live = self.store.live_version()
+            try:
+                index = self.store.recover(model_id)
+            except IndexMissingError:
+                raise error from None  # no whole version at all
+            self._refused = live
+            self._degrade(f"{error}; serving {index.version}, the newest whole version (run `medrag repair`)")
+            return index
+        self.degraded = self._refused = None
+        return index
+
+    def _degrade(self, reason: str) -> None:
+        if reason != self.degraded:
+            log.error("index degraded: %s", reason)
+        self.degraded = reason
 
     def _make(self, index: IndexView) -> Snapshot:
         if self._snapshot is None:
@@ -83,7 +128,7 @@ class Pipeline:
         options = self.options
         lexicon = Lexicon.of(index.documents.values())
         answerer: Answerer = ExtractiveAnswerer(
-            self.embedder, index, min_evidence=options.min_evidence, vectors=self.vectors
+            self.embedder, index, lexicon, min_evidence=options.min_evidence, vectors=self.vectors
         )
         if self.llm is not None:
             answerer = GenerativeAnswerer(
@@ -113,7 +158,18 @@ class Pipeline:
             )
         return question
 
-    def check_history(self, history: Sequence[Turn]) -> tuple[Turn, ...]:
+    def check_history(self, history: Sequence[Turn], question: str = "") -> tuple[Turn, ...]:
+        limits = self.options
+        if len(history) > limits.max_history_turns:
+            raise BadInputError(
+                f"the history has {len(history)} messages; the limit is {limits.max_history_turns}"
+                " (send only the recent ones)"
+            )
+        size = len(question) + sum(len(turn.content) for turn in history)
+        if size > limits.max_request_chars:
+            raise BadInputError(
+                f"the question and its history have {size} characters together; the limit is {limits.max_request_chars}"
+            )
         for turn in history:
             if turn.role not in ("user", "assistant"):
                 raise BadInputError(f"a history turn's role must be 'user' or 'assistant', not {turn.role!r}")
@@ -135,7 +191,7 @@ class Pipeline:
     ) -> Iterator[str | Answer]:
         """Pieces of the answer as they are written, then the `Answer`; bad input fails here, before any piece."""
         question = self.check_question(question)
-        history = self.check_history(history)
+        history = self.check_history(history, question)
         return self._stream(snapshot, question, history, top_k or self.options.top_k, mode, incremental)
 
     def _stream(

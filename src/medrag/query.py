@@ -46,7 +46,7 @@ ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
         ),
         (
             "quantity",
-            r"多少|几[个种项家条名位次倍岁天]|多大|多高|多长|多久|多重|比例|占比|百分之"
+            r"多少|(?<!哪)几[个种项家条名位次倍岁天]|多大|多高|多长|多久|多重|比例|占比|百分之"
             r"|\bhow (many|much|large|big|long|old|high)"
             r"|what (percentage|share|proportion|rate|score|accuracy|number)|率",
             r"\d|[一二三四五六七八九十百千万亿两]+[个种项家条名位次倍%]|百分之",

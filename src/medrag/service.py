@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from . import corpus, indexing
 from .embedding import Embedder, load_embedder
@@ -23,6 +24,14 @@ from .retrieval import Mode
 from .settings import Settings
 from .stores import FaissStore, IndexView, Store, open_store
 from .types import Answer, Document, Reply, Results, Source, Turn
+
+
+class Observer(Protocol):
+    """Told of every answer and every finished job (the HTTP API's metrics); must be quick and never raise."""
+
+    def answered(self, answer: Answer) -> None: ...
+
+    def job_finished(self, job: Job) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ def store_for(settings: Settings, kind: str | None = None) -> Store:
         milvus_uri=settings.milvus_uri,
         milvus_collection=settings.milvus_collection,
         milvus_token=token,
+        keep_versions=settings.keep_versions,
     )
 
 
@@ -100,6 +110,8 @@ class Service:
             min_evidence=settings.min_evidence,
             max_question_chars=settings.max_question_chars,
             history_turns=settings.history_turns,
+            max_history_turns=settings.max_history_turns,
+            max_request_chars=settings.max_request_chars,
             llm_min_evidence=settings.llm_min_evidence,
             llm_min_support=settings.llm_min_support,
         )
@@ -107,12 +119,18 @@ class Service:
         self._writer_embedder: Embedder | None = None
         self._jobs: JobRunner | None = None
         self._lock = threading.Lock()
+        self.observers: list[Observer] = []
 
     # Reading.
 
     def load(self) -> IndexView:
         """The live version, loaded now if it is not yet (the service start does this before the first question)."""
         return self.pipeline.snapshot().index
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the version served is not the live one (the live one is missing or damaged); None when it is."""
+        return self.pipeline.degraded
 
     def ask(
         self, question: str, *, top_k: int | None = None, mode: Mode = "hybrid", history: Sequence[Turn] = ()
@@ -135,11 +153,12 @@ class Service:
         items = self.pipeline.stream(snapshot, question, top_k, mode, history, incremental=incremental)
         return self._replies(snapshot, items)
 
-    @staticmethod
-    def _replies(snapshot: Snapshot, items: Iterator[str | Answer]) -> Iterator[str | Reply]:
+    def _replies(self, snapshot: Snapshot, items: Iterator[str | Answer]) -> Iterator[str | Reply]:
         documents = snapshot.index.documents
         for item in items:
             if isinstance(item, Answer):
+                for observer in self.observers:
+                    observer.answered(item)
                 cited = {c.hit.chunk.doc_id for c in item.citations}
                 yield Reply(item, {doc_id: documents[doc_id] for doc_id in cited if doc_id in documents})
             else:
@@ -162,6 +181,12 @@ class Service:
         if doc_id not in index.documents:
             raise NotFoundError(f"no document {doc_id}")
         return DocumentInfo(index.documents[doc_id], index.chunk_counts().get(doc_id, 0))
+
+    def job_states(self) -> dict[str, int]:
+        """How many jobs this service holds in each state (none before the first write)."""
+        with self._lock:
+            runner = self._jobs
+        return runner.states() if runner else {"queued": 0, "running": 0, "done": 0, "failed": 0}
 
     def job(self, job_id: str) -> Job:
         job = self._runner().get(job_id)
@@ -209,15 +234,16 @@ class Service:
         return self._submit("reindex", lambda job: self._write(job, rebuild=True))
 
     def build_if_missing(self) -> Job | None:
-        """Index the corpus folder when the store holds no index at all; None when there is one."""
-        if self.store.live_version() is not None:
+        """Index the corpus folder when the store holds no version at all (whole or not); None when it holds one."""
+        if self.store.versions():
             return None
         return self.add(paths=[self.settings.corpus_dir])
 
     def migrate(self, to: str) -> Migration:
         """Copy the FAISS index in MEDRAG_INDEX_DIR to the store `to` names, vectors and all."""
         with self._lock:  # no job of this service writes meanwhile
-            return indexing.migrate(FaissStore(self.settings.index_dir), store_for(self.settings, to))
+            source = FaissStore(self.settings.index_dir, self.settings.keep_versions)
+            return indexing.migrate(source, store_for(self.settings, to))
 
     def close(self) -> None:
         if self._jobs is not None:
@@ -228,11 +254,15 @@ class Service:
     def _runner(self) -> JobRunner:
         with self._lock:
             if self._jobs is None:
-                self._jobs = JobRunner(on_change=self._serve)
+                self._jobs = JobRunner(on_change=self._serve, on_finish=self._finished)
             return self._jobs
 
     def _submit(self, kind: str, work) -> Job:
         return self._runner().submit(kind, work)
+
+    def _finished(self, job: Job) -> None:
+        for observer in self.observers:
+            observer.job_finished(job)
 
     def _serve(self, change: Change) -> None:
         if change.view is not None:

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     corpus_dir: Path = Path("corpus")
     # The FAISS store's versions live here; with Milvus it holds only the writers' lock file.
     index_dir: Path = Path("index")
+    # Whole index versions kept on disk (or in Milvus): the live one and the ones before it, which
+    # readers that started on them may still use and the service falls back to if the live one is damaged.
+    keep_versions: int = Field(default=3, ge=1)
 
     # Where the index lives: "faiss" (files in index_dir, one machine) or "milvus" (docs/scale-out.md).
     store: Literal["faiss", "milvus"] = "faiss"
@@ -83,6 +86,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Seconds a client may take to send a request's headers, and again its body: a slower one gets 408
+    # and is disconnected (uvicorn's keep-alive timeout covers neither).
+    request_timeout: float = Field(default=30.0, gt=0)
 
     # Document writes over HTTP (POST/DELETE /documents) need this bearer token; unset, they are off.
     admin_token: SecretStr | None = None
@@ -93,6 +99,22 @@ class Settings(BaseSettings):
     # Networks the URL fetcher may reach although the SSRF guard refuses them (tests, intranets),
     # comma-separated: "127.0.0.1/32,10.1.0.0/16".
     fetch_allow: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode] = ()
+
+    # Bounds on one question's cost (/ask, /ask/stream, /v1/chat/completions): earlier messages sent
+    # with it, and characters of the question and those messages together; beyond either, 422 bad_input.
+    max_history_turns: int = Field(default=50, ge=0)
+    max_request_chars: int = Field(default=20_000, ge=1)
+    # Per client (bearer token, else address) on /ask, /ask/stream, /search, /v1/* and /feedback: a token
+    # bucket refilled at rate_limit requests a minute, holding at most rate_limit_burst; 0 turns it off.
+    rate_limit: int = Field(default=120, ge=0)
+    rate_limit_burst: int = Field(default=20, ge=1)
+    # Peers whose X-Forwarded-For names the client (a reverse proxy), comma-separated networks; from
+    # anyone else the header is ignored.
+    trusted_proxies: Annotated[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode] = ()
+    # Questions (a /search query string) appear in the access log only when this is true.
+    log_questions: bool = False
+    # The feedback file is renamed to <name>.1 (replacing the previous one) before it would grow past this.
+    feedback_max_bytes: int = Field(default=10 * 2**20, ge=1024)
 
     @field_validator("embed_model")
     @classmethod
@@ -163,9 +185,9 @@ class Settings(BaseSettings):
     def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None
 
-    @field_validator("fetch_allow", mode="before")
+    @field_validator("fetch_allow", "trusted_proxies", mode="before")
     @classmethod
-    def _parse_networks(cls, value):
+    def _parse_networks(cls, value, info):
         if not isinstance(value, str):
             return value
         networks = []
@@ -174,7 +196,7 @@ class Settings(BaseSettings):
                 networks.append(ipaddress.ip_network(entry, strict=False))
             except ValueError:
                 raise ValueError(
-                    f"MEDRAG_FETCH_ALLOW: {entry!r} is not an IP address or network such as 10.1.0.0/16"
+                    f"MEDRAG_{info.field_name.upper()}: {entry!r} is not an IP address or network such as 10.1.0.0/16"
                 ) from None
         return tuple(networks)
 

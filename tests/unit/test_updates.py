@@ -235,7 +235,7 @@ LOOP_WRITER = textwrap.dedent("""
         bm25 = BM25.build([["t"]] * rows)
         with store.write_lock(root):
             print("writing", flush=True)
-            store.write(root, [], chunks, vectors, bm25, Manifest(model_id="m", dim=64, chunker={}))
+            store.write(root, [], chunks, vectors, bm25, Manifest(model_id="m", dim=64, chunker={}), keep_versions=3)
 """)
 
 
@@ -261,6 +261,12 @@ def test_sigkill_at_any_point_of_a_write_leaves_a_whole_version(tmp_path):
     assert half_written > 0  # some kills did land in the middle of writing a version
     with store.write_lock(tmp_path):  # the next write clears whatever a kill left half-written
         store.write(
-            tmp_path, [], [], np.zeros((0, 64), np.float32), BM25.build([]), Manifest(model_id="m", dim=64, chunker={})
+            tmp_path,
+            [],
+            [],
+            np.zeros((0, 64), np.float32),
+            BM25.build([]),
+            Manifest(model_id="m", dim=64, chunker={}),
+            keep_versions=3,
         )
-    assert not list(tmp_path.glob(".tmp-*")) and len(list(tmp_path.glob("v-*"))) <= store.KEEP_VERSIONS
+    assert not list(tmp_path.glob(".tmp-*")) and len(list(tmp_path.glob("v-*"))) <= 3

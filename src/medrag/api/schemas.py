@@ -2,7 +2,8 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
 from .. import chunking, deeplinks
 from ..service import DocumentInfo
@@ -13,13 +14,33 @@ MAX_HISTORY_MESSAGES = 200
 MAX_MESSAGE_CHARS = 20_000
 
 
+def encodable(text: str) -> str:
+    """`text` if it is all characters: a lone UTF-16 surrogate (JSON's "\\ud800") is refused here, at the edge."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise PydanticCustomError(
+            "unencodable_text",
+            "has a lone UTF-16 surrogate ({character}) at character {position}, which is no character: "
+            "send valid Unicode text (a surrogate only as half of a pair)",
+            {"character": f"\\u{ord(text[error.start]):04x}", "position": error.start},
+        ) from None
+    return text
+
+
+# Every text field of a request body is checked so (api/errors.py turns its error into `bad_input`);
+# after any StringConstraints, which would not apply on top of the check.
+Encodable = AfterValidator(encodable)
+UnicodeText = Annotated[str, Encodable]
+
+
 class TurnIn(BaseModel):
     role: Literal["user", "assistant"]
-    content: str = Field(max_length=MAX_MESSAGE_CHARS)
+    content: UnicodeText = Field(max_length=MAX_MESSAGE_CHARS)
 
 
 class AskRequest(BaseModel):
-    question: str = Field(description="The question, in Chinese or English.")
+    question: UnicodeText = Field(description="The question, in Chinese or English.")
     top_k: int | None = Field(default=None, ge=1, le=20, description="Passages to retrieve (default from settings).")
     retriever: Literal["hybrid", "dense", "bm25"] = Field(
         default="hybrid", description="Retrieval mode; for comparisons."
@@ -123,13 +144,13 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rating: Literal["up", "down"]
-    question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-    answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000)]
-    found: bool | None = Field(default=None, description="The `found` of the answer rated.")
-    chunk_ids: list[Annotated[str, StringConstraints(max_length=200)]] = Field(
+    question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), Encodable]
+    answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20000), Encodable]
+    found: StrictBool | None = Field(default=None, description="The `found` of the answer rated.")
+    chunk_ids: list[Annotated[str, StringConstraints(max_length=200), Encodable]] = Field(
         default=[], max_length=50, description="The cited passages, so operators can see what was rated."
     )
-    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] = ""
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), Encodable] = ""
 
 
 class FeedbackResponse(BaseModel):
@@ -142,9 +163,11 @@ class DocumentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str | None = Field(default=None, description="Fetched when there is no text; otherwise the text's source URL.")
-    title: str = ""
-    text: str | None = None
+    url: UnicodeText | None = Field(
+        default=None, description="Fetched when there is no text; otherwise the text's source URL."
+    )
+    title: UnicodeText = ""
+    text: UnicodeText | None = None
 
     @model_validator(mode="after")
     def _url_or_text(self) -> "DocumentIn":
@@ -174,8 +197,31 @@ class JobOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    detail: str | list
-    code: str
+    """Every error's body."""
+
+    detail: str | list = Field(
+        description="What went wrong, for people: a sentence, or (code `validation_error`) pydantic's list of errors."
+    )
+    code: str = Field(description="Stable and machine-readable: bad_input, validation_error, not_found, …")
+
+
+ERROR_DESCRIPTIONS = {
+    400: "The body is not valid UTF-8 JSON (`http_400`).",
+    401: "Missing or wrong admin token (`unauthorized`).",
+    403: "Document writes are off: no MEDRAG_ADMIN_TOKEN is set (`writes_disabled`).",
+    404: "No such resource (`not_found`, `model_not_found`).",
+    408: "The request's body took longer than MEDRAG_REQUEST_TIMEOUT to arrive (`request_timeout`).",
+    413: "Too large: bytes or files past the limits (`too_large`).",
+    415: "A media type medrag does not read (`unsupported_type`).",
+    422: "Invalid input: `bad_input` (detail a sentence) or `validation_error` (detail a list).",
+    502: "An upstream server failed (`fetch_failed`, `generator_failed`).",
+    503: "No index to answer from yet, or the store is busy or unreachable (`index_missing`, …).",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` for the errors a route returns, each with the one error body."""
+    return {status: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[status]} for status in statuses}
 
 
 def citation_out(
@@ -261,21 +307,21 @@ def document_out(info: DocumentInfo) -> DocumentOut:
 
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    type: str
-    text: str | None = None
+    type: UnicodeText
+    text: UnicodeText | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
+    content: UnicodeText | list[ContentPart] | None = None
 
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    model: str
+    model: UnicodeText
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_HISTORY_MESSAGES)
-    stream: bool = False
+    stream: StrictBool = False
 
 
 class ModelOut(BaseModel):

@@ -1,5 +1,6 @@
 """Read a POST /documents body within its limits: multipart files, or JSON {url} or {title, text}."""
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
 
@@ -25,10 +26,16 @@ async def read(request: Request, settings: Settings) -> dict:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "application/json":
         body = b"".join([piece async for piece in capped(request.stream(), limit)])
+        # Parsed as FastAPI parses the other routes' bodies, so a lone surrogate (`"\\ud800"`) reaches
+        # the schema's check and is refused as bad input, as it is everywhere.
         try:
-            payload = DocumentIn.model_validate_json(body)
+            payload = DocumentIn.model_validate(json.loads(body))
         except ValidationError as error:
             raise RequestValidationError(error.errors(include_url=False)) from None
+        except ValueError as error:  # not JSON, or not UTF-8
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": f"Invalid JSON: {error}", "input": None}]
+            ) from None
         if payload.url is not None:
             check_scheme(payload.url)  # a link shown with citations must be http(s) too
         if payload.text is None:

@@ -3,10 +3,10 @@
 from pathlib import Path
 
 from ..errors import ConfigError
-from .base import KEEP_VERSIONS, IndexView, Manifest, Store, Waiting, write_lock
+from .base import IndexView, Manifest, Store, VersionState, Waiting, write_lock
 from .faiss import FaissStore
 
-__all__ = ["KEEP_VERSIONS", "FaissStore", "IndexView", "Manifest", "Store", "Waiting", "open_store", "write_lock"]
+__all__ = ["FaissStore", "IndexView", "Manifest", "Store", "VersionState", "Waiting", "open_store", "write_lock"]
 
 
 def open_store(
@@ -16,14 +16,17 @@ def open_store(
     milvus_uri: str | None = None,
     milvus_collection: str,
     milvus_token: str | None = None,
+    keep_versions: int = 3,
 ) -> Store:
     """The store of this kind: "faiss" (versions in `index_dir`) or "milvus" (pymilvus is imported only then)."""
     if kind == "faiss":
-        return FaissStore(index_dir)
+        return FaissStore(index_dir, keep_versions)
     if kind != "milvus":
         raise ConfigError(f"unknown store {kind!r}: use faiss or milvus")
     if not milvus_uri:
         raise ConfigError("no Milvus to use: set MEDRAG_MILVUS_URI, e.g. http://127.0.0.1:19530 or index/milvus.db")
     from .milvus import MilvusStore
 
-    return MilvusStore(milvus_uri, milvus_collection, lock_dir=index_dir, token=milvus_token)
+    return MilvusStore(
+        milvus_uri, milvus_collection, lock_dir=index_dir, token=milvus_token, keep_versions=keep_versions
+    )

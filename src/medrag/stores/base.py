@@ -6,6 +6,7 @@ answering see only these two protocols.
 """
 
 import fcntl
+import hashlib
 import secrets
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -16,12 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import IndexMismatchError
+from ..errors import IndexCorruptError, IndexMismatchError
 from ..types import Chunk, Document, Hit
-
-# Versions kept on disk (or in Milvus): the live one and the ones before it, which readers that
-# started on them may still be using.
-KEEP_VERSIONS = 3
 
 Waiting = Callable[[], None]
 
@@ -45,6 +42,9 @@ class Manifest:
     new_chunks: int = 0
     collection: str | None = None  # Milvus: the chunks collection of this version
     migrated_from: str | None = None  # the version it was copied from by `medrag migrate`
+    # Size and SHA-256 of every other file of the version ({name: {"size", "sha256"}}), checked on
+    # load; empty in versions written before it was recorded, which are checked by loading them.
+    files: dict[str, dict] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -56,7 +56,16 @@ class Manifest:
         try:
             return cls(**{key: value for key, value in record.items() if key in known})
         except TypeError as error:
-            raise IndexMismatchError(f"not a medrag manifest: {error}") from error
+            raise IndexCorruptError(f"not a medrag manifest: {error}") from error
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """One stored version as `verify` found it: whole (problem None) or damaged, and whether it is live."""
+
+    version: str
+    problem: str | None
+    live: bool
 
 
 class IndexView(Protocol):
@@ -119,6 +128,22 @@ class Store(Protocol):
         """
         ...
 
+    def versions(self) -> list[str]:
+        """The names of the versions stored, oldest first, whole or not; empty only before the first write."""
+        ...
+
+    def recover(self, model_id: str | None = None) -> IndexView:
+        """The newest whole version, for when the live one is missing or damaged; IndexMissingError if none is."""
+        ...
+
+    def verify(self) -> list[VersionState]:
+        """Every stored version checked, newest first."""
+        ...
+
+    def repair(self) -> str:
+        """Point the live version at the newest whole one (unless the live one is whole); returns the live version."""
+        ...
+
 
 def version_name() -> str:
     """A new version's name; names sort by creation time (to the microsecond)."""
@@ -137,6 +162,31 @@ def check(manifest: Manifest, name: str, expected_format: int, model_id: str | N
             f"{name} was built with embedding model {manifest.model_id!r} but the service is "
             f"configured with {model_id!r}: set MEDRAG_EMBED_MODEL to match or rebuild with `medrag reindex`"
         )
+
+
+def file_record(path: Path) -> dict:
+    """A file's size and SHA-256, as a manifest records them."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def check_files(folder: Path, manifest: Manifest) -> None:
+    """Refuse a version whose files differ from what its manifest recorded (missing, truncated, changed)."""
+    for name, recorded in sorted(manifest.files.items()):
+        expected = recorded if isinstance(recorded, dict) else {}
+        path = folder / name
+        if not path.is_file():
+            raise IndexCorruptError(f"index {folder.name} is damaged: {name} is missing")
+        size = path.stat().st_size
+        if size != expected.get("size"):
+            raise IndexCorruptError(
+                f"index {folder.name} is damaged: {name} has {size} bytes, the manifest says {expected.get('size')}"
+            )
+        if file_record(path)["sha256"] != expected.get("sha256"):
+            raise IndexCorruptError(f"index {folder.name} is damaged: {name} does not match its SHA-256")
 
 
 @contextmanager

@@ -11,12 +11,18 @@ A version is written under a temporary name, flushed to disk, renamed into place
 then named in CURRENT; so a crash at any point leaves the previous version live and whole.
 Writers hold LOCK from reading the live version to switching CURRENT, so two writers (the
 service and the CLI, say) never interleave and neither loses the other's change.
+
+Each manifest records the size and SHA-256 of the version's other files, and loading checks them,
+so a damaged file is an `IndexCorruptError`. When CURRENT is missing or names a damaged or missing
+version, `recover` finds the newest whole version, and writes build on it; pruning keeps the newest
+`keep_versions` whole versions, the one a write started from and any newer one.
 """
 
 import json
 import os
 import shutil
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
@@ -28,10 +34,19 @@ import numpy as np
 
 from .. import fusion
 from ..chunking import searchable_text
-from ..errors import IndexBusyError, IndexMismatchError, IndexMissingError
+from ..errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from ..lexical import BM25, tokenize
 from ..types import Chunk, Document, Hit, Source
-from .base import KEEP_VERSIONS, Manifest, Waiting, check, version_name, write_lock
+from .base import (
+    Manifest,
+    VersionState,
+    Waiting,
+    check,
+    check_files,
+    file_record,
+    version_name,
+    write_lock,
+)
 
 FORMAT = 2  # 2: BM25 stored as term counts (bm25_counts.npz), not weights
 # Exact search up to this many vectors; beyond it an HNSW graph keeps queries in milliseconds
@@ -42,8 +57,9 @@ EXACT_LIMIT = 200_000
 class FaissStore:
     """The index folder: immutable versions, switched atomically (see the module docstring)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, keep_versions: int = 3):
         self.root = root
+        self.keep_versions = keep_versions
 
     def live_version(self) -> str | None:
         path = current_path(self.root)
@@ -54,6 +70,27 @@ class FaissStore:
 
     def lock(self, waiting: Waiting | None = None) -> AbstractContextManager[None]:
         return write_lock(self.root, waiting)
+
+    def versions(self) -> list[str]:
+        return [path.name for path in _versions(self.root)]
+
+    def recover(self, model_id: str | None = None) -> "Index":
+        return recover(self.root, model_id)
+
+    def verify(self) -> list[VersionState]:
+        live = self.live_version()
+        return [VersionState(path.name, problem(path), path.name == live) for path in reversed(_versions(self.root))]
+
+    def repair(self) -> str:
+        with self.lock():
+            live = current_path(self.root)
+            if live is not None and problem(live) is None:
+                return live.name
+            for path in reversed(_versions(self.root)):
+                if problem(path) is None:
+                    _point(self.root, path.name)
+                    return path.name
+        raise IndexCorruptError(f"no whole version in {self.root}/ to repair from: rebuild with `medrag ingest`")
 
     def write(
         self,
@@ -85,7 +122,16 @@ class FaissStore:
             build_seconds=round(manifest.build_seconds + lexical, 3),
             phase_seconds={**manifest.phase_seconds, "lexical": round(lexical, 3)},
         )
-        return write(self.root, list(documents.values()), everything, np.vstack(parts), bm25, manifest)
+        return write(
+            self.root,
+            list(documents.values()),
+            everything,
+            np.vstack(parts),
+            bm25,
+            manifest,
+            keep_versions=self.keep_versions,
+            base=base.version if base else None,
+        )
 
 
 class Index:
@@ -173,8 +219,22 @@ def current_path(root: Path) -> Path | None:
     pointer = root / "CURRENT"
     if not pointer.is_file():
         return None
-    name = pointer.read_text(encoding="utf-8").strip()
-    return root / name if name and (root / name).is_dir() else None
+    name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    return root / name if name.startswith("v-") and "/" not in name and (root / name).is_dir() else None
+
+
+def _versions(root: Path) -> list[Path]:
+    """The version folders, oldest first (names sort by creation time)."""
+    return sorted(path for path in root.glob("v-*") if path.is_dir()) if root.is_dir() else []
+
+
+def _pointer_problem(root: Path) -> str:
+    """Why CURRENT names no version (when `current_path` is None)."""
+    pointer = root / "CURRENT"
+    if not pointer.is_file():
+        return f"{pointer} is missing"
+    name = pointer.read_text(encoding="utf-8", errors="replace").strip()
+    return f"{pointer} names {name}, which does not exist" if name else f"{pointer} is empty"
 
 
 def load(root: Path, model_id: str | None = None) -> Index:
@@ -182,36 +242,98 @@ def load(root: Path, model_id: str | None = None) -> Index:
     for _ in range(3):
         path = current_path(root)
         if path is None:
+            if _versions(root):
+                raise IndexMissingError(f"no live version: {_pointer_problem(root)}; run `medrag repair`")
             raise IndexMissingError(
                 f"no index in {root}/: build it with `medrag ingest` (or start with `medrag serve`)"
             )
         try:
             return _load(path, model_id)
-        except (FileNotFoundError, RuntimeError):  # faiss reports a missing file as RuntimeError
+        except IndexCorruptError:
             if path.is_dir():
                 raise
             continue  # pruned by a writer while we read it: a newer version is live by now
     raise IndexBusyError(f"index in {root}/ changed under the reader three times; try again")
 
 
+def recover(root: Path, model_id: str | None = None) -> Index:
+    """The newest version that loads and passes its checks; IndexMissingError when none does."""
+    problems = []
+    for path in reversed(_versions(root)):
+        try:
+            return _load(path, model_id)
+        except IndexCorruptError as error:
+            problems.append(str(error))
+    if problems:
+        raise IndexMissingError(f"no whole version in {root}/: {'; '.join(problems)}")
+    raise IndexMissingError(f"no index in {root}/: build it with `medrag ingest` (or start with `medrag serve`)")
+
+
+def problem(path: Path) -> str | None:
+    """What is wrong with this version folder, or None when it is whole (the model is not checked)."""
+    try:
+        manifest = _manifest(path)
+        if manifest.files:
+            check(manifest, f"index {path.name}", FORMAT, None)
+            check_files(path, manifest)
+        else:  # written before manifests recorded their files: whole if it loads
+            _load(path, None)
+    except IndexMismatchError as error:  # IndexCorruptError among them
+        return str(error)
+    return None
+
+
+def _manifest(path: Path) -> Manifest:
+    try:
+        record = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # missing, unreadable, not UTF-8, not JSON
+        raise IndexCorruptError(f"index {path.name} is damaged: manifest.json: {error}") from error
+    if not isinstance(record, dict):
+        raise IndexCorruptError(f"index {path.name} is damaged: manifest.json is not an object")
+    return Manifest.from_json(record)
+
+
 def _load(path: Path, model_id: str | None) -> Index:
-    manifest = Manifest.from_json(json.loads((path / "manifest.json").read_text(encoding="utf-8")))
+    manifest = _manifest(path)
     check(manifest, f"index {path.name}", FORMAT, model_id)
-    chunks = [_chunk(json.loads(line)) for line in _lines(path / "chunks.jsonl")]
-    documents = {d.doc_id: d for d in (_document(json.loads(line)) for line in _lines(path / "documents.jsonl"))}
-    vectors = faiss.read_index(str(path / "vectors.faiss"))
+    check_files(path, manifest)
+    try:
+        chunks = [_chunk(json.loads(line)) for line in _lines(path / "chunks.jsonl")]
+        documents = {d.doc_id: d for d in (_document(json.loads(line)) for line in _lines(path / "documents.jsonl"))}
+        vectors = faiss.read_index(str(path / "vectors.faiss"))
+        bm25 = BM25.load(path)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
+        # faiss reports a missing or truncated file as RuntimeError; a version with recorded
+        # checksums rarely gets here, one written before them does.
+        raise IndexCorruptError(f"index {path.name} is damaged: {type(error).__name__}: {error}") from error
     if vectors.ntotal != len(chunks) or manifest.chunks != len(chunks) or manifest.documents != len(documents):
-        raise IndexMismatchError(
+        raise IndexCorruptError(
             f"index {path.name} is inconsistent: {vectors.ntotal} vectors, {len(chunks)} chunks, "
             f"{len(documents)} documents; the manifest says {manifest.chunks} and {manifest.documents}"
         )
-    return Index(path, manifest, documents, chunks, vectors, BM25.load(path))
+    if bm25.counts.shape != (len(chunks), len(bm25.vocabulary)):
+        raise IndexCorruptError(
+            f"index {path.name} is inconsistent: BM25 counts of shape {bm25.counts.shape} for "
+            f"{len(chunks)} chunks and {len(bm25.vocabulary)} terms"
+        )
+    return Index(path, manifest, documents, chunks, vectors, bm25)
 
 
 def write(
-    root: Path, documents: list[Document], chunks: list[Chunk], vectors: np.ndarray, bm25: BM25, manifest: Manifest
+    root: Path,
+    documents: list[Document],
+    chunks: list[Chunk],
+    vectors: np.ndarray,
+    bm25: BM25,
+    manifest: Manifest,
+    *,
+    keep_versions: int,
+    base: str | None = None,
 ) -> Index:
-    """Write a new version and make it live; returns it, loaded. The caller holds `write_lock`."""
+    """Write a new version and make it live; returns it, loaded. The caller holds `write_lock`.
+
+    `base` is the version the change was made from, which pruning keeps (with any newer one).
+    """
     root.mkdir(parents=True, exist_ok=True)
     name = version_name()  # sorts by creation time, which is what pruning relies on
     temporary = root / f".tmp-{name}"
@@ -221,8 +343,15 @@ def write(
     _write_lines(temporary / "chunks.jsonl", (asdict(c) for c in chunks))
     _write_lines(temporary / "documents.jsonl", (asdict(d) for d in documents))
     bm25.save(temporary)
+    files = {file.name: file_record(file) for file in sorted(temporary.iterdir())}
     manifest = replace(
-        manifest, format=FORMAT, version=name, index_type=kind, documents=len(documents), chunks=len(chunks)
+        manifest,
+        format=FORMAT,
+        version=name,
+        index_type=kind,
+        documents=len(documents),
+        chunks=len(chunks),
+        files=files,
     )
     (temporary / "manifest.json").write_text(
         json.dumps(manifest.to_json(), ensure_ascii=False, indent=2), encoding="utf-8"
@@ -231,24 +360,39 @@ def write(
         _fsync(file)
     os.rename(temporary, root / name)
     _fsync(root)
+    _point(root, name)
+    _prune(root, keep_versions, base=base or name, whole={name, base})
+    return Index(root / name, manifest, {d.doc_id: d for d in documents}, chunks, index, bm25)
+
+
+def _point(root: Path, name: str) -> None:
+    """Make `name` the live version: CURRENT is replaced atomically. The caller holds `write_lock`."""
     pointer = root / f".CURRENT-{name}"
     pointer.write_text(name, encoding="utf-8")
     _fsync(pointer)
     os.replace(pointer, root / "CURRENT")
     _fsync(root)
-    _prune(root, keep=name)
-    return Index(root / name, manifest, {d.doc_id: d for d in documents}, chunks, index, bm25)
 
 
-def _prune(root: Path, keep: str) -> None:
-    """Remove leftovers of interrupted writes and all but the newest few versions."""
+def _prune(root: Path, keep_versions: int, base: str, whole: Collection[str | None]) -> None:
+    """Remove leftovers of interrupted writes, and the versions older than `base` beyond the newest whole ones.
+
+    The newest `keep_versions` whole versions stay (readers that started on them may still use them);
+    so do `base` and every version newer than it, whole or not, and a damaged version never counts as
+    one of the whole ones. `whole` names versions known to be whole (just written, or just loaded).
+    """
     for stale in root.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     for stale in root.glob(".CURRENT-*"):
         stale.unlink(missing_ok=True)
-    versions = sorted(p for p in root.glob("v-*") if p.is_dir() and p.name != keep)
-    for old in versions[: max(0, len(versions) - (KEEP_VERSIONS - 1))]:
-        shutil.rmtree(old, ignore_errors=True)
+    kept = 0
+    for path in reversed(_versions(root)):
+        if path.name >= base:
+            kept += path.name in whole or problem(path) is None
+        elif kept < keep_versions and (path.name in whole or problem(path) is None):
+            kept += 1
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

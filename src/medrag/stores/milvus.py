@@ -33,7 +33,7 @@ from ..errors import ConfigError, IndexMismatchError, IndexMissingError, StoreUn
 from ..lexical import SEPARATORS, STOPWORDS, tokenize
 from ..textnorm import normalize
 from ..types import Chunk, Document, Hit, Source
-from .base import KEEP_VERSIONS, Manifest, Waiting, check, version_name, write_lock
+from .base import Manifest, VersionState, Waiting, check, version_name, write_lock
 
 FORMAT = 1
 MANIFEST = "medrag.manifest"
@@ -70,7 +70,9 @@ def lexical_text(text: str) -> str:
 class MilvusStore:
     """The index in Milvus at `uri`: http(s)://host:port for a server, or a local Milvus Lite path ending in .db."""
 
-    def __init__(self, uri: str, name: str = "medrag", *, lock_dir: Path, token: str | None = None):
+    def __init__(
+        self, uri: str, name: str = "medrag", *, lock_dir: Path, token: str | None = None, keep_versions: int = 3
+    ):
         try:
             import pymilvus  # noqa: F401
         except ImportError:
@@ -83,6 +85,7 @@ class MilvusStore:
         self.name = name
         self.lock_dir = lock_dir
         self.token = token
+        self.keep_versions = keep_versions
         self._client = None
 
     @property
@@ -125,6 +128,20 @@ class MilvusStore:
             self.client.load_collection(f"{collection}_documents")
             documents, counts = self._documents(collection)
         return MilvusIndex(self, collection, manifest, documents, counts)
+
+    def versions(self) -> list[str]:
+        # Only the live collection counts: the older ones are kept for readers still on them.
+        live = self.live_version()
+        return [live] if live else []
+
+    def recover(self, model_id: str | None = None) -> "MilvusIndex":
+        raise IndexMissingError(f"the Milvus store keeps no older version to fall back to (Milvus at {self.uri})")
+
+    def verify(self) -> list[VersionState]:
+        raise ConfigError("`medrag verify` checks FAISS index folders; the Milvus store does not support it")
+
+    def repair(self) -> str:
+        raise ConfigError("`medrag repair` repairs FAISS index folders; the Milvus store does not support it")
 
     def lock(self, waiting: Waiting | None = None) -> AbstractContextManager[None]:
         # Milvus has no locks: writers on this machine (the service, the CLI) take turns on a lock file.
@@ -272,7 +289,7 @@ class MilvusStore:
             for c in self.client.list_collections()
             if pattern.fullmatch(c) and not c.endswith("_documents") and c != collection
         )
-        for old in versions[: max(0, len(versions) - (KEEP_VERSIONS - 1))]:
+        for old in versions[: max(0, len(versions) - (self.keep_versions - 1))]:
             self.client.drop_collection(old)
             self.client.drop_collection(f"{old}_documents")
 

@@ -6,13 +6,14 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from ..deps import ServiceDep
-from ..schemas import AskRequest, AskResponse, SearchResponse, answer_out, search_out
+from ..schemas import AskRequest, AskResponse, SearchResponse, answer_out, error_responses, search_out
 from ..streaming import answer_stream
 
 router = APIRouter(tags=["answering"])
+ERRORS = error_responses(400, 408, 422, 503)
 
 
-@router.post("/ask", response_model=AskResponse)
+@router.post("/ask", response_model=AskResponse, responses=ERRORS)
 def ask(body: AskRequest, service: ServiceDep) -> AskResponse:
     """Answer a question from the corpus with `[n]` citations, or say that the corpus has no answer."""
     return answer_out(service.ask(body.question, top_k=body.top_k, mode=body.retriever, history=body.turns()))
@@ -22,12 +23,13 @@ def ask(body: AskRequest, service: ServiceDep) -> AskResponse:
     "/ask/stream",
     response_class=StreamingResponse,
     responses={
+        **ERRORS,
         200: {
             "content": {"text/event-stream": {}},
             "description": '`event: delta` with data {"text": ...} as the answer is produced, '
             "then `event: done` with the /ask response body, or `event: error` "
             'with {"detail", "code"}.',
-        }
+        },
     },
 )
 def ask_stream(body: AskRequest, service: ServiceDep) -> StreamingResponse:
@@ -35,7 +37,7 @@ def ask_stream(body: AskRequest, service: ServiceDep) -> StreamingResponse:
     return answer_stream(service.stream(body.question, top_k=body.top_k, mode=body.retriever, history=body.turns()))
 
 
-@router.get("/search", response_model=SearchResponse)
+@router.get("/search", response_model=SearchResponse, responses=error_responses(422, 503))
 def search(
     service: ServiceDep,
     q: str = Query(description="The query."),

@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from ...errors import BadInputError, MedragError, UnknownModelError
 from ...types import Reply, Turn
 from ..deps import ServiceDep
-from ..schemas import ChatMessage, ChatRequest, ModelList, ModelOut, answer_out
+from ..schemas import ChatMessage, ChatRequest, ModelList, ModelOut, answer_out, error_responses
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 log = logging.getLogger("medrag.api")
@@ -33,7 +33,7 @@ def models() -> ModelList:
     return ModelList(data=[ModelOut(id=MODEL, created=STARTED, owned_by="medrag")])
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=error_responses(400, 404, 408, 422, 503))
 def chat_completions(body: ChatRequest, service: ServiceDep):
     """Answer the conversation's last user message, as an OpenAI chat completion (streamed or not)."""
     if body.model != MODEL:

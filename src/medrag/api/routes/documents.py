@@ -5,26 +5,54 @@ from starlette.concurrency import run_in_threadpool
 
 from ...jobs import Job
 from ..deps import Admin, ServiceDep, SettingsDep
-from ..schemas import DocumentOut, ErrorOut, JobOut, document_out, job_out
+from ..schemas import DocumentIn, DocumentOut, JobOut, document_out, error_responses, job_out
 from ..uploads import read
 
 router = APIRouter(tags=["documents"])
-ERRORS = {status: {"model": ErrorOut} for status in (401, 403, 404, 413, 415, 422)}
+# The route reads its body itself (uploads.read, within its limits), so OpenAPI hears of it here.
+POSTED = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Files (.md, .txt, .html, .pdf), each as a multipart file field.",
+                        }
+                    },
+                    "required": ["files"],
+                }
+            },
+            "application/json": {"schema": DocumentIn.model_json_schema()},
+        },
+    }
+}
 
 
-@router.get("/documents", response_model=list[DocumentOut])
+@router.get("/documents", response_model=list[DocumentOut], responses=error_responses(503))
 def list_documents(service: ServiceDep) -> list[DocumentOut]:
     """The indexed documents with their chunk counts and the articles they cite."""
     return [document_out(info) for info in service.documents()]
 
 
-@router.get("/documents/{doc_id}", response_model=DocumentOut, responses=ERRORS)
+@router.get("/documents/{doc_id}", response_model=DocumentOut, responses=error_responses(404, 422, 503))
 def get_document(doc_id: str, service: ServiceDep) -> DocumentOut:
     """One document's metadata and chunk count."""
     return document_out(service.document(doc_id))
 
 
-@router.post("/documents", status_code=202, response_model=JobOut, responses=ERRORS, dependencies=[Admin])
+@router.post(
+    "/documents",
+    status_code=202,
+    response_model=JobOut,
+    responses=error_responses(401, 403, 408, 413, 415, 422, 503),
+    dependencies=[Admin],
+    openapi_extra=POSTED,
+)
 async def add_documents(request: Request, response: Response, settings: SettingsDep, service: ServiceDep) -> JobOut:
     """Queue documents for indexing: multipart files (.md, .txt, .html, .pdf), JSON {url}, or JSON {title, text}.
 
@@ -36,13 +64,21 @@ async def add_documents(request: Request, response: Response, settings: Settings
     return accepted(job, response)
 
 
-@router.delete("/documents/{doc_id}", status_code=202, response_model=JobOut, responses=ERRORS, dependencies=[Admin])
+@router.delete(
+    "/documents/{doc_id}",
+    status_code=202,
+    response_model=JobOut,
+    responses=error_responses(401, 403, 404, 422, 503),
+    dependencies=[Admin],
+)
 def delete_document(doc_id: str, response: Response, service: ServiceDep) -> JobOut:
     """Queue a document's removal; once the job is done no query can retrieve it."""
     return accepted(service.remove([doc_id]), response)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, dependencies=[Admin])
+@router.get(
+    "/jobs/{job_id}", response_model=JobOut, responses=error_responses(401, 403, 404, 422), dependencies=[Admin]
+)
 def get_job(job_id: str, service: ServiceDep) -> JobOut:
     """A job's state (queued, running, done, failed), progress in chunks, outcome or error."""
     return job_out(service.job(job_id))

@@ -10,8 +10,12 @@ router = APIRouter(tags=["service"])
 
 @router.get("/healthz")
 def healthz(service: ServiceDep) -> dict:
-    """`ok` with the live index's manifest, or `no_index` with the reason (the service still runs)."""
+    """`ok` or `degraded` (an older whole version served, and why) with its manifest, or `no_index` and why."""
     try:
-        return {"status": "ok", "index": service.load().manifest.to_json()}
+        manifest = service.load().manifest.to_json()
     except MedragError as error:
         return {"status": "no_index", "code": error.code, "detail": str(error)}
+    reason = service.degraded
+    if reason is not None:
+        return {"status": "degraded", "detail": reason, "index": manifest}
+    return {"status": "ok", "index": manifest}

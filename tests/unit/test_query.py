@@ -1,0 +1,117 @@
+"""Question analysis over the shipped report's entity list: the entities named and the answer type asked for.
+
+The questions are written for this table (简体, 繁體, English), none taken from an evaluation file.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from medrag import corpus
+from medrag.entities import Lexicon, extract
+from medrag.query import analyse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def lexicon() -> Lexicon:
+    return Lexicon(list(extract(corpus.load_paths([ROOT / "corpus"])[0])))
+
+
+CASES = [
+    # (question, entities named, answer type)
+    ("MedGPT是哪一年推出的？", {"MedGPT"}, "date"),
+    ("MedGPT什么时候上线的", {"MedGPT"}, "date"),
+    ("MedGPT何時發布？", {"MedGPT"}, "date"),
+    ("When did MedGPT come out?", {"MedGPT"}, "date"),
+    ("What year was MedLM introduced?", {"MedLM"}, "date"),
+    ("中醫大附醫哪個月引入MedLM？", {"中国医药大学附设医院", "MedLM"}, "date"),
+    ("MedGPT的参数有多少？", {"MedGPT"}, "quantity"),
+    ("MedGPT有幾個參數？", {"MedGPT"}, "quantity"),
+    ("How many parameters does MedGPT have?", {"MedGPT"}, "quantity"),
+    ("How much medical text went into MedGPT's pretraining?", {"MedGPT"}, "quantity"),
+    ("MMed-Llama 3支持几种语言？", {"MMed-Llama 3"}, "quantity"),
+    ("MMed-Llama 3支援幾種語言？", {"MMed-Llama 3"}, "quantity"),
+    ("What accuracy did MMed-Llama 3 reach on MMedBench?", {"MMed-Llama 3", "MMedBench"}, "quantity"),
+    ("Llama 3在MMedBench上的得分是多少", {"Llama 3", "MMedBench"}, "quantity"),
+    ("GPT-4在MMedBench上的准确率？", {"GPT-4", "MMedBench"}, "quantity"),
+    ("Med-PaLM 2的通过率是多少？", {"Med-PaLM 2"}, "quantity"),
+    ("Med-PaLM 2的通過率為多少？", {"Med-PaLM 2"}, "quantity"),
+    ("What percentage of the US licensing exam did Med-PaLM 2 pass?", {"Med-PaLM 2"}, "quantity"),
+    ("MedGPT覆盖百分之多少的ICD-10病种？", {"MedGPT", "国际疾病分类"}, "quantity"),
+    ("MedGPT和医生的诊断一致性多高？", {"MedGPT"}, "quantity"),
+    ("MMedC包含多少对问答？", {"MMedC"}, "quantity"),
+    ("MedGPT的临床试验有多少个学科参与", {"MedGPT"}, "quantity"),
+    ("MedGPT的数据包括哪些类型？", {"MedGPT"}, "list"),
+    ("MedGPT的數據包括哪些類型？", {"MedGPT"}, "list"),
+    ("MMed-Llama 3有哪几个应用场景？", {"MMed-Llama 3"}, "list"),
+    ("MedLM有哪些应用方向", {"MedLM"}, "list"),
+    ("列举MedLM的应用方向", {"MedLM"}, "list"),
+    ("Which languages does MMed-Llama 3 cover?", {"MMed-Llama 3"}, "list"),
+    ("What are the application areas of MedLM?", {"MedLM"}, "list"),
+    ("List the challenges Chinese medical models face", set(), "list"),
+    ("哪些医院参加了MedGPT的临床试验？", {"MedGPT"}, "list"),
+    ("MedGPT是哪家公司开发的？", {"MedGPT"}, "organisation"),
+    ("MedGPT是哪家公司開發的？", {"MedGPT"}, "organisation"),
+    ("MMed-Llama 3由谁研发", {"MMed-Llama 3"}, "organisation"),
+    ("Who developed MMed-Llama 3?", {"MMed-Llama 3"}, "organisation"),
+    ("Which company released MedGPT?", {"MedGPT"}, "organisation"),
+    ("Which hospital partnered with Google Cloud?", {"Google Cloud"}, "organisation"),
+    ("MedLM是与哪个医院合作的", {"MedLM"}, "organisation"),
+    ("中医大附医与哪家企业合作？", {"中国医药大学附设医院"}, "organisation"),
+    ("MedLM的数据存在哪里？", {"MedLM"}, "place"),
+    ("Where is MedLM's medical data kept?", {"MedLM"}, "place"),
+    ("MedLM的資料存放在哪裡？", {"MedLM"}, "place"),
+    ("为什么要缩短医疗人员查找资料的时间？", set(), "reason"),
+    ("Why did the hospital adopt MedLM?", {"MedLM"}, "reason"),
+    ("為什麼MedLM要整合多模態數據？", {"MedLM"}, "reason"),
+    ("MedLM是否通过了HIPAA认证？", {"MedLM", "HIPAA"}, "yesno"),
+    ("MedLM有沒有通過HIPAA認證？", {"MedLM", "HIPAA"}, "yesno"),
+    ("Does MedLM keep data inside the country?", {"MedLM"}, "yesno"),
+    ("Is MedGPT based on GPT-4?", {"MedGPT", "GPT-4"}, "yesno"),
+    ("MedGPT能看病吗", {"MedGPT"}, "yesno"),
+    ("MedGPT是什么？", {"MedGPT"}, "definition"),
+    ("什么是MMedBench", {"MMedBench"}, "definition"),
+    ("What is MMedC?", {"MMedC"}, "definition"),
+    ("介绍一下MedLM", {"MedLM"}, "definition"),
+    ("MedLM是什麼？", {"MedLM"}, "definition"),
+    ("MedLM基于哪个模型构建？", {"MedLM"}, "other"),
+    ("MedLM以哪个模型为底座", {"MedLM"}, "other"),
+    ("中国医学语言模型面临的挑战", set(), "other"),
+    ("大语言模型在医疗中的应用", {"大语言模型"}, "other"),
+    ("LLM在医疗领域的热点", {"大语言模型"}, "other"),
+    ("medgpt的参数规模", {"MedGPT"}, "other"),
+    ("Tell me about Google Cloud and MedLM", {"Google Cloud", "MedLM"}, "other"),
+]
+
+
+@pytest.mark.parametrize("question, names, kind", CASES)
+def test_entities_and_answer_type(lexicon, question, names, kind):
+    query = analyse(question, lexicon)
+    assert set(query.entities) == names
+    assert query.answer_type == kind
+
+
+def test_there_are_enough_cases_in_each_script():
+    scripts = {"zh-Hant": 0, "en": 0, "zh-Hans": 0}
+    for question, _, _ in CASES:
+        if question.isascii():
+            scripts["en"] += 1
+        elif any(c in question for c in "麼幾個為發開參數類應與裡沒過認證資國據種醫哪個通"):
+            scripts["zh-Hant"] += 1
+        else:
+            scripts["zh-Hans"] += 1
+    assert len(CASES) >= 60 and min(scripts.values()) >= 10, scripts
+
+
+def test_names_the_corpus_lacks_are_kept_apart(lexicon):
+    query = analyse("华为的Med-PaLM 3在清华大学团队中用了多少GPU？", lexicon)
+    assert "Med-PaLM 3" in query.unknown_names and "清华大学团队" in query.unknown_names
+    assert query.entities == ()  # Med-PaLM 2 is a different model
+
+
+def test_attributes_leave_out_the_names(lexicon):
+    query = analyse("MMed-Llama 3在MMedBench上的准确率是多少？", lexicon)
+    attributes = {term for term, _ in query.attributes}
+    assert "准确率" in attributes and not attributes & {"MMed", "Llama", "MMedBench"}
