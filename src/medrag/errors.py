@@ -63,6 +63,24 @@ class UnsupportedTypeError(BadInputError):
     code = "unsupported_type"
 
 
+class ParseTimeoutError(BadInputError):
+    """A document took longer to parse than its wall-time limit (a PDF or HTML built to be slow)."""
+
+    code = "parse_timeout"
+
+
+class CancelledError(MedragError):
+    """A job was cancelled (DELETE /jobs/{id}) before it wrote anything."""
+
+    code = "cancelled"
+
+
+class ConflictError(MedragError):
+    """The request conflicts with the resource's state (cancelling a job that has finished)."""
+
+    code = "conflict"
+
+
 class FetchRefusedError(MedragError):
     """The URL was not fetched: its scheme or address is not allowed (the SSRF guard)."""
 

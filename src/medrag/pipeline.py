@@ -8,8 +8,11 @@ never mixes two versions in one answer.
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 from . import query
 from .answering import Answerer, ExtractiveAnswerer, SentenceVectors
@@ -21,7 +24,7 @@ from .generation import GenerativeAnswerer
 from .llm import ChatClient
 from .retrieval import Mode, Retriever
 from .stores import IndexView, Store
-from .types import Answer, Hit, Question, Turn
+from .types import Answer, Hit, Query, Question, Turn
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class Options:
     max_request_chars: int
     llm_min_evidence: float
     llm_min_support: float
+    query_cache_size: int
 
 
 class Pipeline:
@@ -63,6 +67,8 @@ class Pipeline:
         self.llm = llm
         # Sentence vectors stay valid across index versions: they depend only on the text.
         self.vectors = SentenceVectors(embedder)
+        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors_lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
         # Why the version served is not the live one (None when it is), and the live version that
@@ -177,7 +183,27 @@ class Pipeline:
 
     def search(self, snapshot: Snapshot, question: str, k: int | None, mode: Mode) -> list[Hit]:
         analysed = query.analyse(self.check_question(question), snapshot.lexicon)
-        return snapshot.retriever.search(analysed, k or self.options.top_k, mode)
+        vector = None if mode == "bm25" else self.query_vector(analysed)
+        return snapshot.retriever.search(analysed, k or self.options.top_k, mode, query_vector=vector)
+
+    def query_vector(self, analysed: Query) -> np.ndarray:
+        """The question's embedding; repeated questions (same normalised text) come from a bounded LRU.
+
+        A vector depends only on the text and the model, so the cache outlives index versions.
+        """
+        key = analysed.normalized
+        with self._vectors_lock:
+            vector = self._query_vectors.get(key)
+            if vector is not None:
+                self._query_vectors.move_to_end(key)
+                return vector
+        vector = self.embedder.embed([key], query=True)[0]
+        if self.options.query_cache_size:
+            with self._vectors_lock:
+                self._query_vectors[key] = vector
+                while len(self._query_vectors) > self.options.query_cache_size:
+                    self._query_vectors.popitem(last=False)
+        return vector
 
     def stream(
         self,
@@ -213,7 +239,7 @@ class Pipeline:
         )
         analysed = query.analyse(text, snapshot.lexicon)
         rewritten = time.perf_counter()
-        vector = snapshot.retriever.embed_query(analysed)
+        vector = self.query_vector(analysed)
         embedded = time.perf_counter()
         hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector)
         retrieved = time.perf_counter()

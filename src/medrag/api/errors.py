@@ -13,6 +13,7 @@ from starlette.routing import Match
 from ..errors import (
     BadInputError,
     ConfigError,
+    ConflictError,
     FetchFailedError,
     FetchRefusedError,
     GeneratorError,
@@ -42,6 +43,7 @@ STATUS = {
     UnauthorizedError: 401,
     WritesDisabledError: 403,
     NotFoundError: 404,
+    ConflictError: 409,
     IndexMissingError: 503,
     IndexMismatchError: 503,
     IndexBusyError: 503,

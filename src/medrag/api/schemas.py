@@ -184,10 +184,13 @@ class ProgressOut(BaseModel):
 class JobOut(BaseModel):
     job_id: str
     kind: str = Field(description="add, fetch or remove")
-    state: str = Field(description="queued, running, done or failed")
+    state: str = Field(description="queued, running, done, failed or cancelled")
     waiting: bool = Field(description="True while another writer (the CLI, say) holds the index lock.")
     progress: ProgressOut
-    error: dict | None = Field(description='{"detail", "code"} when the job failed.')
+    error: dict | None = Field(
+        description='{"detail", "code"} when the job failed or was cancelled; the code "interrupted" when '
+        "the service stopped while it was queued or running."
+    )
     outcomes: dict[str, str] = Field(
         description="Per document id: added, replaced, unchanged, duplicate of <id>, removed or reindexed."
     )
@@ -210,6 +213,7 @@ ERROR_DESCRIPTIONS = {
     401: "Missing or wrong admin token (`unauthorized`).",
     403: "Document writes are off: no MEDRAG_ADMIN_TOKEN is set (`writes_disabled`).",
     404: "No such resource (`not_found`, `model_not_found`).",
+    409: "The resource's state does not allow it: the job has finished (`conflict`).",
     408: "The request's body took longer than MEDRAG_REQUEST_TIMEOUT to arrive (`request_timeout`).",
     413: "Too large: bytes or files past the limits (`too_large`).",
     415: "A media type medrag does not read (`unsupported_type`).",

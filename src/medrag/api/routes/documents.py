@@ -56,8 +56,10 @@ def get_document(doc_id: str, service: ServiceDep) -> DocumentOut:
 async def add_documents(request: Request, response: Response, settings: SettingsDep, service: ServiceDep) -> JobOut:
     """Queue documents for indexing: multipart files (.md, .txt, .html, .pdf), JSON {url}, or JSON {title, text}.
 
-    Files are checked and parsed before the job is queued, so a bad file fails this request and
-    nothing is indexed; a URL is fetched by the job. Follow the job at GET /jobs/{job_id}.
+    Cheap checks (type by name, media type and first bytes; size; count) fail this request; text and
+    markdown are parsed now too. PDF and HTML files are parsed by the job, within the limits on
+    characters, inflated bytes, pages and seconds: a file past one, or that does not parse, fails the
+    job and nothing of it is indexed. A URL is fetched by the job. Follow the job at GET /jobs/{job_id}.
     """
     change = await read(request, settings)
     job = await run_in_threadpool(lambda: service.add(**change))
@@ -80,8 +82,22 @@ def delete_document(doc_id: str, response: Response, service: ServiceDep) -> Job
     "/jobs/{job_id}", response_model=JobOut, responses=error_responses(401, 403, 404, 422), dependencies=[Admin]
 )
 def get_job(job_id: str, service: ServiceDep) -> JobOut:
-    """A job's state (queued, running, done, failed), progress in chunks, outcome or error."""
+    """A job's state (queued, running, done, failed, cancelled), progress in chunks, outcome or error."""
     return job_out(service.job(job_id))
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=202,
+    response_model=JobOut,
+    responses=error_responses(401, 403, 404, 409, 422),
+    dependencies=[Admin],
+)
+def cancel_job(job_id: str, service: ServiceDep) -> JobOut:
+    """Cancel a job: a queued one never runs (now `cancelled`); a running one stops before it writes anything
+    and becomes `cancelled` (follow it at GET /jobs/{job_id}). A finished job is 409.
+    """
+    return job_out(service.cancel(job_id))
 
 
 def accepted(job: Job, response: Response) -> JobOut:
