@@ -1,25 +1,17 @@
-"""Extractive answers: the sentences of the retrieved passages that answer the question, or a refusal.
+"""Extractive answers: the sentences of the retrieved passages that best answer the question.
 
-No language model is needed. Rules first: a question naming something the corpus never mentions, a
-passage lacking a figure the question states, a sentence not about the entity asked (neither it,
-its headings nor the sentence before name it) and reference-list entries are never answers. Each
-remaining sentence of the top passages is described by a few features (`FEATURES`: e5 similarity
-with its headings, coverage of the asked attribute, whether it holds the kind of answer asked for …)
-and a logistic model trained offline (benchmarks/train_reader.py, weights in `reader.json`) gives
-the probability that it answers the question. The most probable one or two sentences become the
-answer, each followed by an `[n]` marker bound to its passage; below `min_evidence` (a probability)
-the answer is `found: false`.
+No language model is needed. Each sentence of the top passages is scored by the cosine similarity
+of its embedding (with its heading for context) to the question's, and by how much of the
+question's weight (BM25 idf) it covers. The best one or two sentences become the answer, each
+followed by an `[n]` marker bound to its passage. The evidence score of the best sentence
+decides whether to answer at all: below `min_evidence` the answer is `found: false`.
 """
 
-import json
-import math
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Protocol
 
 import numpy as np
@@ -28,7 +20,7 @@ from .chunking import sentence_spans
 from .embedding import Embedder
 from .entities import Lexicon
 from .lexical import idf
-from .query import CJK_RUN, TYPED, holds, language
+from .query import CJK_RUN, language
 from .textnorm import neutralise_markers, normalize
 from .types import Answer, Chunk, Citation, Hit, Query, Question, Quote
 
@@ -48,27 +40,12 @@ REFERENCE_ENTRY = re.compile(r"^\s*(?:\d+[.、)]\s*)?[^.。\n]{1,40}\.\s*\(\d{4}
 SPECIFIC_NAME = re.compile(r"\d|[a-z][A-Z]|[\u3400-\u9fff]")
 # Figures a question states as premises: two digits or more (years, counts).
 FIGURE = re.compile(r"\d{2,}(?:\.\d+)?")
-# What the model reads of a sentence, in the order of its weights (see ExtractiveAnswerer.candidates).
-FEATURES = (
-    "dense",  # e5 cosine of the question and the sentence with its headings
-    "cross_lingual",  # the sentence is not in the question's language
-    "dense_cross",  # dense x cross_lingual: across languages the cosines sit lower
-    "dense_lead",  # dense minus the best other sentence's
-    "cover_sentence",  # share of the asked attribute's weight (terms besides the entities) in the sentence
-    "cover_context",  # the same over the headings, the sentence before and the sentence
-    "cover_passage",  # share of all the question's weight in the passage
-    "missing_key",  # the largest share of the attribute's weight held by one term the context lacks
-    "bigrams",  # share of the attribute's Chinese character pairs in the sentence (paraphrase, partial words)
-    "type_asked",  # the question asks for a kind of answer a sentence can show (a date, a number ...)
-    "type_match",  # ... and the sentence holds one
-    "entity_asked",  # the question names an entity of the corpus
-    "entity_in_sentence",  # ... and the sentence itself names it (not only its headings)
-    "passage_rank",  # the passage's place among those read, 0 for the first
+# Words of a question that ask for a number, a date or a share.
+QUANTITY = re.compile(
+    r"多少|几|多大|多高|多长|多久|比例|百分之|何时|什么时候|哪一?年|哪一天|日期"
+    r"|how (many|much)|when|what year|percent|rate|accuracy|score",
+    re.IGNORECASE,
 )
-# dense_lead of the only sentence read: a typical lead of a question's best sentence.
-DENSE_LEAD_ALONE = 0.02
-# A second sentence joins the answer when its probability is at most this far below the best one's.
-SECOND_SENTENCE_MARGIN = 0.1
 
 
 class TermStatistics(Protocol):
@@ -118,48 +95,10 @@ class Candidate:
     text: str
     start: int  # the sentence's offsets in its passage's text
     end: int
-    features: np.ndarray  # in the order of FEATURES
-    evidence: float  # the model's probability that this sentence answers the question
-
-
-@dataclass(frozen=True)
-class ReaderModel:
-    """Logistic regression over standardised features: the probability that a sentence answers a question.
-
-    Trained offline by benchmarks/train_reader.py on data that is not an evaluation set; the weights,
-    the standardisation and the threshold ship in `reader.json`.
-    """
-
-    mean: np.ndarray
-    scale: np.ndarray
-    weights: np.ndarray
-    intercept: float
-    threshold: float  # chosen on questions the model never trained on
-
-    @classmethod
-    def from_json(cls, record: dict) -> "ReaderModel":
-        if tuple(record["features"]) != FEATURES:
-            raise ValueError(f"reader weights are for features {record['features']}, this reader has {FEATURES}")
-        return cls(
-            mean=np.asarray(record["mean"], dtype=float),
-            scale=np.asarray(record["scale"], dtype=float),
-            weights=np.asarray(record["weights"], dtype=float),
-            intercept=float(record["intercept"]),
-            threshold=float(record["threshold"]),
-        )
-
-    def logit(self, features: np.ndarray) -> float:
-        return float(((features - self.mean) / self.scale) @ self.weights + self.intercept)
-
-    def probability(self, features: np.ndarray) -> float:
-        return 1 / (1 + math.exp(-self.logit(features)))
-
-
-@cache
-def shipped_model() -> ReaderModel:
-    """The weights that ship with the package (`reader.json`, written by benchmarks/train_reader.py)."""
-    text = resources.files("medrag").joinpath("reader.json").read_text(encoding="utf-8")
-    return ReaderModel.from_json(json.loads(text))
+    dense: float
+    coverage: float
+    rank: float
+    evidence: float
 
 
 class SentenceVectors:
@@ -188,7 +127,7 @@ class SentenceVectors:
 
 
 class ExtractiveAnswerer:
-    """Answers from the passages' own sentences; refuses when no sentence is likely enough to answer."""
+    """Answers from the passages' own sentences; refuses when the evidence is weak."""
 
     def __init__(
         self,
@@ -196,19 +135,16 @@ class ExtractiveAnswerer:
         statistics: TermStatistics,
         lexicon: Lexicon,
         *,
-        min_evidence: float | None = None,
+        min_evidence: float,
         passages: int = 3,
         max_sentences: int = 2,
         vectors: SentenceVectors | None = None,
-        model: "ReaderModel | None" = None,
     ):
         self.embedder = embedder
         self.vectors = vectors or SentenceVectors(embedder)
         self.statistics = statistics
         self.lexicon = lexicon
-        self.model = model or shipped_model()
-        # A probability: the model's own threshold (chosen on questions it never trained on) unless set.
-        self.min_evidence = self.model.threshold if min_evidence is None else min_evidence
+        self.min_evidence = min_evidence
         self.passages = passages
         self.max_sentences = max_sentences
 
@@ -231,8 +167,8 @@ class ExtractiveAnswerer:
         for other in candidates[1:]:
             if len(chosen) >= self.max_sentences:
                 break
-            # A second sentence only when it is nearly as likely, so answers stay short and on point.
-            close = other.evidence >= max(self.min_evidence, best.evidence - SECOND_SENTENCE_MARGIN)
+            # A second sentence only when it is nearly as good, so answers stay short and on point.
+            close = other.rank >= best.rank - 0.05 and other.evidence >= self.min_evidence
             if close and other.text not in {c.text for c in chosen}:
                 chosen.append(other)
         numbers: dict[int, int] = {}
@@ -249,24 +185,21 @@ class ExtractiveAnswerer:
         return Answer(text=separator.join(parts), found=True, citations=citations, evidence=best.evidence)
 
     def candidates(self, query: Query, hits: list[Hit], query_vector: np.ndarray) -> list[Candidate]:
-        """Sentences of the top passages that can answer the question, most probable first.
+        """Sentences of the top passages that can answer the question, best evidence first.
 
-        Left out before any scoring: reference-list entries and bare links (sources, not answers);
-        sentences not about every entity the question names (neither the sentence, its headings nor the
-        sentence before it names it, so a fact about another model is never given for this one);
-        passages that lack a figure the question states (a year, a count: its premise); and everything
-        when the question names a model or organisation the corpus never mentions. The rest are scored
-        by the trained model (`reader.json`): the probability that the sentence answers the question.
+        Left out: reference-list entries and bare links (sources, not answers); sentences not about
+        every entity the question names (neither the sentence, its headings nor the sentence before it
+        names it, so a fact about another model is never given for this one); passages that lack a figure
+        the question states (a year, a count: its premise); and everything when the question names a
+        model or organisation the corpus never mentions.
         """
         if self.unknown(query):
             return []
+        asked_in = query.language
         asked = set(query.entities)
         figures = premise_figures(query)
         terms = self.weigh(list(query.terms))
-        covered = {term for term, _ in query.attributes}
-        attributes = [t for t in terms if t[0] in covered] or terms
-        typed = query.answer_type in TYPED
-        pairs = attribute_bigrams(query)
+        wants_number = bool(QUANTITY.search(query.text))
         rows = []
         for index, hit in enumerate(hits[: self.passages]):
             chunk = hit.chunk
@@ -287,39 +220,51 @@ class ExtractiveAnswerer:
                 before, previous = previous, normalize(sentence)  # the sentence before, and this one
                 if len(sentence) < 4 or is_reference(chunk, sentence):
                     continue
-                own_names = set(self.lexicon.names(previous))
-                if not asked <= around | own_names | set(self.lexicon.names(before)):
+                named = around | set(self.lexicon.names(previous)) | set(self.lexicon.names(before))
+                if not asked <= named:
                     continue
-                cross = language(sentence) != query.language
-                own = previous.lower()
-                features = {
-                    "cross_lingual": float(cross),
-                    "cover_sentence": self.coverage(attributes, own, cross),
-                    "cover_context": self.coverage(attributes, f"{context} {before.lower()} {own}", cross),
-                    "cover_passage": self.coverage(terms, passage, cross),
-                    "missing_key": self.missing(attributes, f"{context} {before.lower()} {own}", cross),
-                    "bigrams": bigram_share(pairs, own),
-                    "type_asked": float(typed),
-                    "type_match": float(typed and holds(query.answer_type, own)),
-                    "entity_asked": float(bool(asked)),
-                    "entity_in_sentence": float(bool(asked & own_names)),
-                    "passage_rank": index / self.passages,
-                }
-                rows.append((index, sentence, start, end, normalize(f"{heading}：{sentence}"), features))
+                cross_lingual = language(sentence) != asked_in
+                # Terms in the sentence itself count fully, terms only in its headings half; across
+                # languages the few matchable terms are names, which headings carry as well.
+                own = normalize(sentence).lower()
+                local = self.coverage(terms, f"{context} {own}", cross_lingual)
+                if not cross_lingual:
+                    local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
+                if wants_number and not re.search(r"\d", sentence):
+                    local *= 0.8  # asked for a number or a date, and this sentence has none
+                rows.append(
+                    (
+                        index,
+                        (sentence, start, end),
+                        normalize(f"{heading}：{sentence}"),
+                        local,
+                        self.coverage(terms, passage, cross_lingual),
+                        cross_lingual,
+                    )
+                )
         if not rows:
             return []
-        similarities = (self.vectors.get([r[4] for r in rows]) @ query_vector).tolist()
+        similarities = self.vectors.get([r[2] for r in rows]) @ query_vector
         result = []
-        for position, (row, dense) in enumerate(zip(rows, similarities, strict=True)):
-            index, sentence, start, end, _, features = row
-            others = similarities[:position] + similarities[position + 1 :]
-            features["dense"] = dense
-            features["dense_cross"] = dense * features["cross_lingual"]
-            # How far above the best other sentence: a question's answer stands out from its neighbours.
-            features["dense_lead"] = dense - max(others) if others else DENSE_LEAD_ALONE
-            vector = np.array([features[name] for name in FEATURES])
-            result.append(Candidate(index, sentence, start, end, vector, self.model.probability(vector)))
-        return sorted(result, key=lambda c: (-c.evidence, c.hit_index))
+        for (index, (sentence, start, end), _, local, coverage, cross_lingual), dense in zip(
+            rows, similarities.tolist(), strict=False
+        ):
+            similarity = rescale(dense, cross_lingual)
+            # Within a close call the better-retrieved passage wins.
+            prior = 1 - index / self.passages
+            result.append(
+                Candidate(
+                    index,
+                    sentence,
+                    start,
+                    end,
+                    dense,
+                    coverage,
+                    rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
+                    evidence=0.5 * similarity + 0.5 * coverage,
+                )
+            )
+        return sorted(result, key=lambda c: -c.rank)
 
     def unknown(self, query: Query) -> bool:
         """Whether the question names a model or organisation the corpus has no word for at all."""
@@ -341,13 +286,6 @@ class ExtractiveAnswerer:
             (term, weight * idf(chunks, frequencies[term.lower()]), frequencies[term] > 0) for term, weight in terms
         ]
 
-    def missing(self, terms: list[tuple[str, float, bool]], text: str, cross_lingual: bool) -> float:
-        """The largest share of the terms' weight that one term absent from `text` holds (0 when none is)."""
-        usable = [(t, w) for t, w, known in terms if not cross_lingual or known or NAME.fullmatch(t)]
-        total = sum(w for _, w in usable)
-        absent = [w for t, w in usable if match(t.lower(), text) < 0.5]
-        return max(absent) / total if absent and total else 0.0
-
     def coverage(self, terms: list[tuple[str, float, bool]], passage: str, cross_lingual: bool) -> float:
         """Share of the question's weight found in the passage.
 
@@ -361,16 +299,6 @@ class ExtractiveAnswerer:
             total += weight
             found += weight * match(term.lower(), passage)
         return found / total if total else 0.0
-
-
-def attribute_bigrams(query: Query) -> set[str]:
-    """The Chinese character pairs of what the question asks about: its attribute terms' runs, joined."""
-    text = "".join(term.lower() for term, _ in query.attributes)
-    return {run[i : i + 2] for run in CJK_RUN.findall(text) for i in range(len(run) - 1)}
-
-
-def bigram_share(pairs: set[str], sentence: str) -> float:
-    return sum(pair in sentence for pair in pairs) / len(pairs) if pairs else 0.0
 
 
 def is_reference(chunk: Chunk, sentence: str) -> bool:
@@ -394,3 +322,13 @@ def premise_figures(query: Query) -> list[str]:
 def pieces(text: str) -> list[str]:
     """`text` cut after each `[n]` marker; the pieces join back to exactly `text`."""
     return [piece for piece in re.split(r"(?<=\[\d\])|(?<=\[\d\d\])", text) if piece]
+
+
+def rescale(cosine: float, cross_lingual: bool) -> float:
+    """Map an e5 cosine to [0, 1].
+
+    e5 cosines live in a narrow band: unrelated text scores about 0.75-0.80 and a direct answer
+    about 0.90-0.93 in the same language; across languages the whole band sits about 0.06 lower.
+    """
+    low, high = (0.74, 0.86) if cross_lingual else (0.80, 0.93)
+    return min(1.0, max(0.0, (cosine - low) / (high - low)))

@@ -48,7 +48,7 @@ class Options:
     rrf_k: int
     candidates: int
     dense_weight: float
-    min_evidence: float | None  # None: the reader model's own threshold
+    min_evidence: float
     max_question_chars: int
     history_turns: int
     # Bounds on one question's cost: earlier messages, and characters of the question and those together.

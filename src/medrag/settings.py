@@ -58,10 +58,8 @@ class Settings(BaseSettings):
     candidates: int = Field(default=50, ge=1, le=1000)
     # With MEDRAG_FUSION=weighted: the dense ranking's share of the blended score.
     dense_weight: float = Field(default=0.5, ge=0.0, le=1.0)
-    # The reader's probability that its best sentence answers the question; below this it refuses.
-    # Unset: the threshold shipped with the reader's weights (reader.json), chosen on questions the
-    # model never trained on (benchmarks/train_reader.py).
-    min_evidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    # Evidence score in [0, 1], higher means better supported; below this the answer is refused.
+    min_evidence: float = Field(default=0.6, ge=0.0, le=1.0)
     # Earlier messages of a conversation that follow-up rewriting and the LLM see.
     history_turns: int = Field(default=6, ge=0, le=100)
 
