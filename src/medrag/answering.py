@@ -8,15 +8,13 @@ decides whether to answer at all: below `min_evidence` the answer is `found: fal
 """
 
 import re
-import threading
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from .chunking import sentence_spans
+from .chunking import reader_sentences
 from .embedding import Embedder
 from .entities import Lexicon
 from .lexical import idf
@@ -28,7 +26,6 @@ NOT_FOUND = {
     "zh": "抱歉，语料库中没有找到能回答这个问题的内容。",
     "en": "Sorry, the corpus holds no passage that answers this question.",
 }
-LIST_MARK = re.compile(r"\s*(?:[-*+]|\d+[.)、])\s+")
 NAME = re.compile(r"[A-Z][A-Za-z0-9-]+|[A-Za-z]*\d[A-Za-z0-9.%-]*")
 URL = re.compile(r"https?://\S+")
 REFERENCE_SECTIONS = frozenset({"参考文献", "参考资料", "references", "bibliography", "资料来源"})
@@ -48,11 +45,15 @@ QUANTITY = re.compile(
 )
 
 
-class TermStatistics(Protocol):
-    """How common words are in the index (an `IndexView` is one)."""
+class IndexReading(Protocol):
+    """What the reader reads of an index version besides the hits (an `IndexView` is one)."""
 
     def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
         """The number of chunks, and per term how many chunks contain it."""
+        ...
+
+    def sentence_vectors(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
+        """Per chunk, the vectors of its `reader_sentences`, made when the chunk was indexed."""
         ...
 
 
@@ -101,48 +102,21 @@ class Candidate:
     evidence: float
 
 
-class SentenceVectors:
-    """A bounded cache of sentence embeddings: popular passages are scored without re-embedding."""
-
-    def __init__(self, embedder: Embedder, size: int = 20_000):
-        self.embedder = embedder
-        self.size = size
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, texts: list[str]) -> np.ndarray:
-        with self._lock:
-            return self._get(texts)
-
-    def _get(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            for text, vector in zip(missing, self.embedder.embed(missing), strict=False):
-                self._cache[text] = vector
-            while len(self._cache) > self.size:
-                self._cache.popitem(last=False)
-        for text in texts:
-            self._cache.move_to_end(text)
-        return np.vstack([self._cache[t] for t in texts])
-
-
 class ExtractiveAnswerer:
     """Answers from the passages' own sentences; refuses when the evidence is weak."""
 
     def __init__(
         self,
         embedder: Embedder,
-        statistics: TermStatistics,
+        index: IndexReading,
         lexicon: Lexicon,
         *,
         min_evidence: float,
         passages: int = 3,
         max_sentences: int = 2,
-        vectors: SentenceVectors | None = None,
     ):
-        self.embedder = embedder
-        self.vectors = vectors or SentenceVectors(embedder)
-        self.statistics = statistics
+        self.embedder = embedder  # the LLM answerer's support checks embed with it; this reader does not
+        self.index = index
         self.lexicon = lexicon
         self.min_evidence = min_evidence
         self.passages = passages
@@ -201,7 +175,10 @@ class ExtractiveAnswerer:
         terms = self.weigh(list(query.terms))
         wants_number = bool(QUANTITY.search(query.text))
         rows = []
-        for index, hit in enumerate(hits[: self.passages]):
+        top = hits[: self.passages]
+        for index, (hit, vectors) in enumerate(
+            zip(top, self.index.sentence_vectors([h.chunk for h in top]), strict=True)
+        ):
             chunk = hit.chunk
             heading = " > ".join(chunk.section)
             context = normalize(" ".join(chunk.section)).lower()
@@ -210,15 +187,10 @@ class ExtractiveAnswerer:
                 continue
             around = set(self.lexicon.names(normalize(heading)))
             previous = ""
-            for start, end in sentence_spans(chunk.text):
-                mark = LIST_MARK.match(chunk.text, start, end)
-                if mark:
-                    start = mark.end()
-                while end > start and chunk.text[end - 1].isspace():
-                    end -= 1
+            for (start, end), vector in zip(reader_sentences(chunk.text), vectors, strict=True):
                 sentence = chunk.text[start:end]
                 before, previous = previous, normalize(sentence)  # the sentence before, and this one
-                if len(sentence) < 4 or is_reference(chunk, sentence):
+                if is_reference(chunk, sentence):
                     continue
                 named = around | set(self.lexicon.names(previous)) | set(self.lexicon.names(before))
                 if not asked <= named:
@@ -236,7 +208,7 @@ class ExtractiveAnswerer:
                     (
                         index,
                         (sentence, start, end),
-                        normalize(f"{heading}：{sentence}"),
+                        float(vector @ query_vector),
                         local,
                         self.coverage(terms, passage, cross_lingual),
                         cross_lingual,
@@ -244,11 +216,8 @@ class ExtractiveAnswerer:
                 )
         if not rows:
             return []
-        similarities = self.vectors.get([r[2] for r in rows]) @ query_vector
         result = []
-        for (index, (sentence, start, end), _, local, coverage, cross_lingual), dense in zip(
-            rows, similarities.tolist(), strict=False
-        ):
+        for index, (sentence, start, end), dense, local, coverage, cross_lingual in rows:
             similarity = rescale(dense, cross_lingual)
             # Within a close call the better-retrieved passage wins.
             prior = 1 - index / self.passages
@@ -271,7 +240,7 @@ class ExtractiveAnswerer:
         names = [name.lower() for name in query.unknown_names if SPECIFIC_NAME.search(name)]
         if not names:
             return False
-        _, frequencies = self.statistics.term_statistics(names)
+        _, frequencies = self.index.term_statistics(names)
         return any(frequencies[name] == 0 for name in names)
 
     def weigh(self, terms: list[tuple[str, float]]) -> list[tuple[str, float, bool]]:
@@ -279,9 +248,7 @@ class ExtractiveAnswerer:
 
         The index is asked once per question; a term the corpus never saw gets the highest idf.
         """
-        chunks, frequencies = self.statistics.term_statistics(
-            {form for term, _ in terms for form in (term, term.lower())}
-        )
+        chunks, frequencies = self.index.term_statistics({form for term, _ in terms for form in (term, term.lower())})
         return [
             (term, weight * idf(chunks, frequencies[term.lower()]), frequencies[term] > 0) for term, weight in terms
         ]

@@ -181,6 +181,30 @@ def _pack(text: str, units: list[tuple[int, int]], size: int, overlap: int) -> l
     return groups
 
 
+# A list item's marker ("- ", "1. "), which a sentence the reader quotes leaves out.
+LIST_MARK = re.compile(r"\s*(?:[-*+]|\d+[.)、])\s+")
+
+
+def reader_sentences(text: str) -> list[tuple[int, int]]:
+    """The sentences of a chunk's text that the reader may quote: offsets without list markers or
+    trailing space, four characters or more. Sentence vectors are made for exactly these, in order."""
+    spans = []
+    for start, end in sentence_spans(text):
+        mark = LIST_MARK.match(text, start, end)
+        if mark:
+            start = mark.end()
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if end - start >= 4:
+            spans.append((start, end))
+    return spans
+
+
+def sentence_context(chunk: Chunk, start: int, end: int) -> str:
+    """What is embedded for one of a chunk's sentences: its heading path, then the sentence."""
+    return normalize(f"{' > '.join(chunk.section)}：{chunk.text[start:end]}")
+
+
 def searchable_text(chunk: Chunk, document: Document) -> str:
     """What every store embeds and tokenises for a chunk: the passage with its title and heading path as context.
 

@@ -146,6 +146,9 @@ def _update(
         if progress:
             progress(min(i + PROGRESS_STEP, total), total)
     seconds["embed"] = time.perf_counter() - phase
+    phase = time.perf_counter()
+    sentences = sentence_vectors(embedder, [c for c, _ in new_chunks])
+    seconds["embed_sentences"] = time.perf_counter() - phase
     manifest = Manifest(
         model_id=embedder.model_id,
         dim=embedder.dim,
@@ -161,10 +164,21 @@ def _update(
         add=fresh,
         chunks=[c for c, _ in new_chunks],
         vectors=np.vstack(vectors),
+        sentences=sentences,
         remove=dropped & set(documents),
         manifest=manifest,
     )
     return Change(view.version, outcomes, view)
+
+
+def sentence_vectors(embedder: Embedder, chunks: Sequence[Chunk]) -> list[np.ndarray]:
+    """Per chunk, the vectors of the sentences the reader may quote (with their headings), embedded now
+    so that answering a question embeds nothing but the question."""
+    texts = [[chunking.sentence_context(c, s, e) for s, e in chunking.reader_sentences(c.text)] for c in chunks]
+    flat = [text for own in texts for text in own]
+    matrix = embedder.embed(flat) if flat else np.zeros((0, embedder.dim), dtype=np.float32)
+    ends = np.cumsum([len(own) for own in texts])
+    return [matrix[end - len(own) : end] for own, end in zip(texts, ends, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -194,6 +208,7 @@ def migrate(source: FaissStore, target: Store) -> Migration:
             add=list(index.documents.values()),
             chunks=index.chunks,
             vectors=index.all_vectors(),
+            sentences=index.sentence_vectors(index.chunks),
             remove=set(base.documents) if base else set(),
             manifest=replace(index.manifest, migrated_from=index.version),
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import query
-from .answering import Answerer, ExtractiveAnswerer, SentenceVectors
+from .answering import Answerer, ExtractiveAnswerer
 from .conversation import standalone
 from .embedding import Embedder
 from .entities import Lexicon
@@ -65,8 +65,6 @@ class Pipeline:
         self.embedder = embedder
         self.options = options
         self.llm = llm
-        # Sentence vectors stay valid across index versions: they depend only on the text.
-        self.vectors = SentenceVectors(embedder)
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._vectors_lock = threading.Lock()
         self._snapshot: Snapshot | None = None
@@ -133,9 +131,7 @@ class Pipeline:
             query.warm_up()
         options = self.options
         lexicon = Lexicon.of(index.documents.values())
-        answerer: Answerer = ExtractiveAnswerer(
-            self.embedder, index, lexicon, min_evidence=options.min_evidence, vectors=self.vectors
-        )
+        answerer: Answerer = ExtractiveAnswerer(self.embedder, index, lexicon, min_evidence=options.min_evidence)
         if self.llm is not None:
             answerer = GenerativeAnswerer(
                 answerer,

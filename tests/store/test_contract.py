@@ -9,10 +9,11 @@ add, replace and delete by document without leaving anything behind.
 import secrets
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from medrag import corpus, indexing
-from medrag.chunking import searchable_text
+from medrag.chunking import reader_sentences, searchable_text, sentence_context
 from medrag.embedding import FakeEmbedder
 from medrag.errors import ConfigError, IndexMismatchError, IndexMissingError
 from medrag.lexical import tokenize
@@ -206,3 +207,29 @@ def test_milvus_refuses_a_chunk_over_its_limits_before_writing_anything(target):
         indexing.update(target, FakeEmbedder(), add=[huge], size=100_000, overlap=0)
     assert target.live_version() == before and list(target.load().documents) == [whale.doc_id]
     assert target.load().chunk_counts() == {whale.doc_id: len(indexing.chunk_document(whale, 120, 20))}
+
+
+def test_sentence_vectors_are_made_at_index_time_and_carried_over_by_later_writes(target):
+    """The reader's sentence vectors come from the store; a later write keeps the survivors' as they were."""
+    embedder = FakeEmbedder()
+    whale, falcon = documents((WHALE, "whale.md"), (FALCON, "falcon.md"))
+    update(target, add=[whale])
+    whale_chunks = [c for c, _ in chunked([whale])]
+
+    def expected(chunk):
+        texts = [sentence_context(chunk, s, e) for s, e in reader_sentences(chunk.text)]
+        return embedder.embed(texts)
+
+    first = target.load().sentence_vectors(whale_chunks)
+    assert [len(v) for v in first] == [len(reader_sentences(c.text)) for c in whale_chunks]
+    assert sum(len(v) for v in first) >= 2
+    for chunk, vectors in zip(whale_chunks, first, strict=True):
+        np.testing.assert_allclose(vectors, expected(chunk), atol=1e-6)
+
+    update(target, add=[falcon])  # the whale's chunks survive this write
+    view = target.load()
+    falcon_chunks = [c for c, _ in chunked([falcon])]
+    for chunk, vectors in zip(
+        whale_chunks + falcon_chunks, view.sentence_vectors(whale_chunks + falcon_chunks), strict=True
+    ):
+        np.testing.assert_allclose(vectors, expected(chunk), atol=1e-6)

@@ -14,7 +14,15 @@ from medrag.settings import Settings
 from medrag.stores import FaissStore
 from medrag.stores import faiss as store
 
-FILES = {"vectors.faiss", "chunks.jsonl", "documents.jsonl", "bm25_counts.npz", "bm25_terms.txt"}
+FILES = {
+    "vectors.faiss",
+    "chunks.jsonl",
+    "documents.jsonl",
+    "bm25_counts.npz",
+    "bm25_terms.txt",
+    "sentences.npy",
+    "sentence_rows.npy",
+}
 
 
 def write(root, embedder, i: int, keep_versions: int = 3):

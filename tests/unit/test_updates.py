@@ -235,7 +235,9 @@ LOOP_WRITER = textwrap.dedent("""
         bm25 = BM25.build([["t"]] * rows)
         with store.write_lock(root):
             print("writing", flush=True)
-            store.write(root, [], chunks, vectors, bm25, Manifest(model_id="m", dim=64, chunker={}), keep_versions=3)
+            sentences = [vectors[i : i + 1] for i in range(rows)]
+            manifest = Manifest(model_id="m", dim=64, chunker={})
+            store.write(root, [], chunks, vectors, sentences, bm25, manifest, keep_versions=3)
 """)
 
 
@@ -265,6 +267,7 @@ def test_sigkill_at_any_point_of_a_write_leaves_a_whole_version(tmp_path):
             [],
             [],
             np.zeros((0, 64), np.float32),
+            [],
             BM25.build([]),
             Manifest(model_id="m", dim=64, chunker={}),
             keep_versions=3,

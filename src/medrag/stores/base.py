@@ -95,6 +95,11 @@ class IndexView(Protocol):
         """The number of chunks, and per term how many chunks contain it (as `lexical.tokenize` splits them)."""
         ...
 
+    def sentence_vectors(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
+        """Per chunk of this version, the vectors of its `chunking.reader_sentences` (rows in their order),
+        embedded with `chunking.sentence_context` when the chunk was indexed."""
+        ...
+
 
 class Store(Protocol):
     """Where the index lives; writers take turns under `lock`, readers load the live version."""
@@ -118,11 +123,14 @@ class Store(Protocol):
         add: Sequence[Document],
         chunks: Sequence[Chunk],
         vectors: np.ndarray,
+        sentences: Sequence[np.ndarray],
         remove: Collection[str],
         manifest: Manifest,
     ) -> IndexView:
         """From the live version `base` (None before the first write), delete `remove`'s documents, then add `add`.
 
+        `vectors` has one row per chunk of `chunks`, `sentences` one matrix per chunk (its
+        `reader_sentences`' vectors); the survivors' vectors of both are carried over from `base`.
         One change: `remove` must name the older copy of any document in `add`. Returns the new live
         version, ready to query. The caller holds `lock` and loaded `base` under it.
         """

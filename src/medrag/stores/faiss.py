@@ -5,7 +5,9 @@ Layout under the index folder:
     CURRENT                 name of the live version (replaced atomically)
     LOCK                    held (flock) by the one process writing a new version
     v-<time>-<rand>/        one complete version: manifest.json, vectors.faiss, chunks.jsonl,
-                            documents.jsonl, bm25_counts.npz, bm25_terms.txt
+                            documents.jsonl, bm25_counts.npz, bm25_terms.txt, sentences.npy
+                            (the reader's sentence vectors, memory-mapped) and sentence_rows.npy
+                            (chunk i's sentences are rows sentence_rows[i]:sentence_rows[i + 1])
 
 A version is written under a temporary name, flushed to disk, renamed into place, and only
 then named in CURRENT; so a crash at any point leaves the previous version live and whole.
@@ -48,7 +50,8 @@ from .base import (
     write_lock,
 )
 
-FORMAT = 2  # 2: BM25 stored as term counts (bm25_counts.npz), not weights
+# 2: BM25 stored as term counts (bm25_counts.npz), not weights; 3: the reader's sentence vectors stored.
+FORMAT = 3
 # Exact search up to this many vectors; beyond it an HNSW graph keeps queries in milliseconds
 # (recall against exact search is measured in benchmarks/).
 EXACT_LIMIT = 200_000
@@ -99,15 +102,18 @@ class FaissStore:
         add: Sequence[Document],
         chunks: Sequence[Chunk],
         vectors: np.ndarray,
+        sentences: Sequence[np.ndarray],
         remove: Collection[str],
         manifest: Manifest,
     ) -> "Index":
         documents = {d.doc_id: d for d in base.documents.values() if d.doc_id not in remove} if base else {}
         survivors = [c for c in base.chunks if c.doc_id not in remove] if base else []
         parts = []
+        kept_sentences: list[np.ndarray] = []
         if survivors:
             rows = {c.chunk_id: i for i, c in enumerate(base.chunks)}
             parts.append(base.all_vectors()[[rows[c.chunk_id] for c in survivors]])
+            kept_sentences = base.sentence_vectors(survivors)
         parts.append(np.asarray(vectors, dtype=np.float32).reshape(-1, manifest.dim))
         documents.update((d.doc_id, d) for d in add)
         everything = survivors + list(chunks)
@@ -127,6 +133,7 @@ class FaissStore:
             list(documents.values()),
             everything,
             np.vstack(parts),
+            [*kept_sentences, *sentences],
             bm25,
             manifest,
             keep_versions=self.keep_versions,
@@ -144,6 +151,8 @@ class Index:
         documents: dict[str, Document],
         chunks: list[Chunk],
         vectors: faiss.Index,
+        sentences: np.ndarray,
+        sentence_rows: np.ndarray,
         bm25: BM25,
     ):
         self.path = path
@@ -151,6 +160,9 @@ class Index:
         self.documents = documents
         self.chunks = chunks
         self.vectors = vectors
+        self.sentences = sentences  # memory-mapped when loaded from disk
+        self.sentence_rows = sentence_rows
+        self.rows = {c.chunk_id: i for i, c in enumerate(chunks)}
         self.bm25 = bm25
 
     @property
@@ -191,6 +203,10 @@ class Index:
 
     def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
         return len(self.chunks), {term: self.bm25.document_frequency(term) for term in terms}
+
+    def sentence_vectors(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
+        starts = self.sentence_rows
+        return [np.asarray(self.sentences[starts[i] : starts[i + 1]]) for i in (self.rows[c.chunk_id] for c in chunks)]
 
     def vector(self, row: int) -> np.ndarray:
         return self.vectors.reconstruct(int(row))
@@ -301,6 +317,8 @@ def _load(path: Path, model_id: str | None) -> Index:
         chunks = [_chunk(json.loads(line)) for line in _lines(path / "chunks.jsonl")]
         documents = {d.doc_id: d for d in (_document(json.loads(line)) for line in _lines(path / "documents.jsonl"))}
         vectors = faiss.read_index(str(path / "vectors.faiss"))
+        sentences = np.load(path / "sentences.npy", mmap_mode="r")
+        sentence_rows = np.load(path / "sentence_rows.npy")
         bm25 = BM25.load(path)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
         # faiss reports a missing or truncated file as RuntimeError; a version with recorded
@@ -316,7 +334,12 @@ def _load(path: Path, model_id: str | None) -> Index:
             f"index {path.name} is inconsistent: BM25 counts of shape {bm25.counts.shape} for "
             f"{len(chunks)} chunks and {len(bm25.vocabulary)} terms"
         )
-    return Index(path, manifest, documents, chunks, vectors, bm25)
+    if sentence_rows.shape != (len(chunks) + 1,) or sentence_rows[-1] != len(sentences):
+        raise IndexCorruptError(
+            f"index {path.name} is inconsistent: sentence rows of shape {sentence_rows.shape} for "
+            f"{len(chunks)} chunks and {len(sentences)} sentence vectors"
+        )
+    return Index(path, manifest, documents, chunks, vectors, sentences, sentence_rows, bm25)
 
 
 def write(
@@ -324,6 +347,7 @@ def write(
     documents: list[Document],
     chunks: list[Chunk],
     vectors: np.ndarray,
+    sentences: Sequence[np.ndarray],
     bm25: BM25,
     manifest: Manifest,
     *,
@@ -340,6 +364,10 @@ def write(
     temporary.mkdir()
     index, kind = make_faiss(vectors, manifest.dim)
     faiss.write_index(index, str(temporary / "vectors.faiss"))
+    sentence_rows = np.cumsum([0, *(len(s) for s in sentences)], dtype=np.int64)
+    matrix = np.vstack([np.zeros((0, manifest.dim), dtype=np.float32), *sentences]).astype(np.float32)
+    np.save(temporary / "sentences.npy", matrix)
+    np.save(temporary / "sentence_rows.npy", sentence_rows)
     _write_lines(temporary / "chunks.jsonl", (asdict(c) for c in chunks))
     _write_lines(temporary / "documents.jsonl", (asdict(d) for d in documents))
     bm25.save(temporary)
@@ -362,7 +390,7 @@ def write(
     _fsync(root)
     _point(root, name)
     _prune(root, keep_versions, base=base or name, whole={name, base})
-    return Index(root / name, manifest, {d.doc_id: d for d in documents}, chunks, index, bm25)
+    return Index(root / name, manifest, {d.doc_id: d for d in documents}, chunks, index, matrix, sentence_rows, bm25)
 
 
 def _point(root: Path, name: str) -> None:

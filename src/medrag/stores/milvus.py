@@ -18,6 +18,7 @@ it again (chunks are deleted by document before they are inserted, and a documen
 written after its chunks).
 """
 
+import base64
 import json
 import re
 from collections import Counter
@@ -35,7 +36,8 @@ from ..textnorm import normalize
 from ..types import Chunk, Document, Hit, Source
 from .base import Manifest, VersionState, Waiting, check, version_name, write_lock
 
-FORMAT = 1
+# 2: the reader's sentence vectors stored with each chunk.
+FORMAT = 2
 MANIFEST = "medrag.manifest"
 # Milvus's limits: a VARCHAR holds 65,535 bytes, an array 4,096 elements.
 VARCHAR_BYTES = 65_535
@@ -155,10 +157,11 @@ class MilvusStore:
         add: Sequence[Document],
         chunks: Sequence[Chunk],
         vectors: np.ndarray,
+        sentences: Sequence[np.ndarray],
         remove: Collection[str],
         manifest: Manifest,
     ) -> "MilvusIndex":
-        rows, records = _rows(add, chunks, vectors)  # checked before anything is written
+        rows, records = _rows(add, chunks, vectors, sentences)  # checked before anything is written
         live = self._live()
         version = version_name()
         replaced = {d.doc_id for d in add}
@@ -215,6 +218,8 @@ class MilvusStore:
         schema.add_field("text", DataType.VARCHAR, max_length=VARCHAR_BYTES)
         schema.add_field("place", DataType.JSON)
         schema.add_field("dense", DataType.FLOAT_VECTOR, dim=dim)
+        # The reader's sentence vectors: float32 rows, base64 (read by chunk id, never searched).
+        schema.add_field("sentences", DataType.VARCHAR, max_length=VARCHAR_BYTES)
         schema.add_field(
             "lexical", DataType.VARCHAR, max_length=VARCHAR_BYTES, enable_analyzer=True, analyzer_params=ANALYZER
         )
@@ -397,16 +402,32 @@ class MilvusIndex:
                 self._frequencies[term] = self.owner._count(self.collection, f"array_contains(terms, {literal(term)})")
         return self.manifest.chunks, {term: self._frequencies[term] for term in terms}
 
+    def sentence_vectors(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
+        ids = list(dict.fromkeys(c.chunk_id for c in chunks))
+        if not ids:
+            return []
+        with self.owner.calls():
+            found = self.owner.client.query(
+                self.collection,
+                filter=f"chunk_id in [{', '.join(literal(i) for i in ids)}]",
+                output_fields=["chunk_id", "sentences"],
+            )
+        packed = {row["chunk_id"]: row["sentences"] for row in found}
+        dim = self.manifest.dim
+        return [np.frombuffer(base64.b64decode(packed[c.chunk_id]), dtype=np.float32).reshape(-1, dim) for c in chunks]
+
     @staticmethod
     def _dense_parameters(k: int) -> dict:
         return {"metric_type": "IP", "params": {"ef": max(EF_SEARCH, k)}}
 
 
-def _rows(add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray) -> tuple[list[dict], list[dict]]:
+def _rows(
+    add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray, sentences: Sequence[np.ndarray]
+) -> tuple[list[dict], list[dict]]:
     """The chunks' rows and the documents' records; a chunk over Milvus's limits is a clear error."""
     documents = {d.doc_id: d for d in add}
     rows = []
-    for chunk, vector in zip(chunks, np.asarray(vectors, dtype=np.float32), strict=False):
+    for chunk, vector, own in zip(chunks, np.asarray(vectors, dtype=np.float32), sentences, strict=True):
         searchable = searchable_text(chunk, documents[chunk.doc_id])
         # Tokens over Milvus's element size are dropped: never a real word, and then they count as unseen.
         terms = sorted(t for t in set(tokenize(searchable)) if len(t.encode()) <= TERM_BYTES)
@@ -426,10 +447,11 @@ def _rows(add: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray)
                 "links": list(chunk.links),
             },
             "dense": vector.tolist(),
+            "sentences": base64.b64encode(np.ascontiguousarray(own, dtype=np.float32).tobytes()).decode(),
             "lexical": lexical_text(searchable),
             "terms": terms,
         }
-        for field in ("chunk_id", "doc_id", "text", "lexical"):
+        for field in ("chunk_id", "doc_id", "text", "lexical", "sentences"):
             if len(row[field].encode()) > VARCHAR_BYTES:
                 raise ConfigError(
                     f"chunk {chunk.chunk_id}: its {field} is over Milvus's {VARCHAR_BYTES} bytes: "
