@@ -252,7 +252,7 @@ class Service:
         for upload in uploads:
             kind = corpus.kind_of(upload.name, upload.media_type)
             corpus.check_bytes(upload.data, kind, upload.name)
-            isolated = kind in ("pdf", "html")
+            isolated = kind in corpus.ISOLATED
             items.append((upload, kind) if isolated else corpus.load_bytes(upload.data, kind, name=upload.name))
         items += [corpus.from_text(t.text, title=t.title, url=t.url) for t in texts]
         limit = self.settings.max_document_chars
@@ -403,7 +403,12 @@ class Service:
                 documents.append(item)
             else:
                 upload, kind = item
-                documents.append(corpus.parse_isolated(upload.data, kind, upload.name, limits))
+
+                def failed(where: str, why: str, name: str = upload.name) -> None:
+                    job.outcomes[f"{name} {where}"] = f"failed: {why}"
+
+                data, name = upload.data, upload.name
+                documents.append(corpus.parse_isolated(data, kind, name, limits, progress=job.pages, failed=failed))
         return documents
 
     def _load(self, job: Job, paths: Sequence[Path], urls: Sequence[str | Source]) -> list[Document]:
@@ -435,6 +440,11 @@ class Service:
             decompressed=settings.max_decompressed_bytes,
             pages=settings.max_pdf_pages,
             seconds=settings.parse_timeout,
+            rows=settings.max_sheet_rows,
+            ocr=settings.ocr,
+            ocr_pages=settings.ocr_max_pages,
+            ocr_seconds=settings.ocr_timeout,
+            memory=settings.max_parse_memory,
         )
 
     def _fetch(self, source: Source) -> Document:
@@ -442,7 +452,7 @@ class Service:
         # within the same limits as an upload.
         fetched = self.fetcher.fetch(source.url)
         kind = corpus.kind_of(None, fetched.media_type or indexing.sniff(fetched.body))
-        if kind in ("pdf", "html"):
+        if kind in corpus.ISOLATED:
             document = corpus.parse_isolated(fetched.body, kind, source.url, self._limits(), url=source.url)
         else:
             document = corpus.load_bytes(fetched.body, kind, url=source.url, charset=fetched.charset)
