@@ -121,3 +121,72 @@ def png_file(pdf: bytes, dpi: int = 200) -> bytes:
     out = io.BytesIO()
     page_images(pdf, dpi)[0].save(out, format="PNG")
     return out.getvalue()
+
+
+def many_rows_xlsx(rows: int, declared: bool = True) -> bytes:
+    """A workbook whose one sheet has `rows` rows, written straight as XML (openpyxl would take minutes);
+    without `declared`, the sheet says nothing of its size."""
+    import zipfile
+
+    base = xlsx_file({"Sheet": [["a"]]})
+    dimension = f'<dimension ref="A1:A{rows}"/>' if declared else ""
+    body = "".join(f'<row r="{i}"><c r="A{i}"><v>{i}</v></c></row>' for i in range(1, rows + 1))
+    sheet = (
+        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        f"{dimension}<sheetData>{body}</sheetData></worksheet>"
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(base)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in source.namelist():
+            data = sheet.encode() if name == "xl/worksheets/sheet1.xml" else source.read(name)
+            target.writestr(name, data)
+    return out.getvalue()
+
+
+def bomb_docx(inflated: int) -> bytes:
+    """A Word file whose document part inflates to `inflated` bytes of spaces from a few hundred KB."""
+    import zipfile
+
+    base = docx_file("t", [("text", "x")])
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(base)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for name in source.namelist():
+            if name != "word/document.xml":
+                target.writestr(name, source.read(name))
+        with target.open("word/document.xml", "w", force_zip64=True) as part:
+            block = b" " * 2**20
+            for _ in range(inflated // len(block)):
+                part.write(block)
+    return out.getvalue()
+
+
+def blank_pdf(pages: int) -> bytes:
+    """A PDF of `pages` empty pages."""
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    for _ in range(pages):
+        writer.add_blank_page(612, 792)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def encrypted_pdf(source: bytes) -> bytes:
+    """`source` encrypted with a user password."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(source)))
+    writer.encrypt("secret")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def huge_png(side: int) -> bytes:
+    """A one-colour PNG of side × side pixels: a few KB that decode to side² pixels."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("L", (side, side), 255).save(out, format="PNG", optimize=True)
+    return out.getvalue()

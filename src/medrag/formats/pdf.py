@@ -64,7 +64,7 @@ def extract(data: bytes, label: str, limits: Limits, progress, ocr_starts) -> Ex
             total = len(document.pages)
             for number, page in enumerate(document.pages, start=1):
                 items = text_layer(page)
-                if not items:
+                if not items and _drawn(page):
                     items, failure = recogniser.page(number)
                     if failure:
                         failures[f"page {number}"] = failure
@@ -108,6 +108,12 @@ def text_layer(page) -> list[Line | Table]:
             )
         )
     return items
+
+
+def _drawn(page) -> bool:
+    """Whether anything at all is drawn on a page without text (an image, a line, a shape): an empty
+    page is neither rendered nor recognised."""
+    return any(page.objects.get(kind) for kind in ("image", "rect", "line", "curve"))
 
 
 class Recogniser:

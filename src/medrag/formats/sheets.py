@@ -4,17 +4,24 @@ sentence naming its columns."""
 import csv
 import datetime
 import io
+import re
+import zipfile
 from pathlib import Path
 
 from ..errors import BadInputError, MedragError, TooLargeError
 from .base import Extracted, Limits, Writer, row_sentences
 from .office import check_zip, damaged
 
+# How much of a sheet's XML is read for its `<dimension ref="A1:D1000000">`, and the last row it names.
+HEAD = 4096
+DIMENSION = re.compile(r'<(?:\w+:)?dimension\s+ref="[A-Z]*\d*:?[A-Z]*(\d+)"')
+
 
 def extract_xlsx(data: bytes, label: str, limits: Limits, progress) -> Extracted:
     import openpyxl
 
     check_zip(data, label, limits)
+    check_dimensions(data, label, limits)
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as error:
@@ -23,10 +30,6 @@ def extract_xlsx(data: bytes, label: str, limits: Limits, progress) -> Extracted
     try:
         sheets = workbook.worksheets
         for number, sheet in enumerate(sheets, start=1):
-            # A sheet's declared size is checked first: a million rows are refused before one is read.
-            declared = sheet.max_row or 0
-            if declared > limits.rows:
-                raise _too_many(label, sheet.title, declared, limits)
             rows = []
             for count, row in enumerate(sheet.iter_rows(values_only=True), start=1):
                 if count > limits.rows:
@@ -42,6 +45,23 @@ def extract_xlsx(data: bytes, label: str, limits: Limits, progress) -> Extracted
     finally:
         workbook.close()
     return Extracted(out.text, title=title.strip())
+
+
+def check_dimensions(data: bytes, label: str, limits: Limits) -> None:
+    """Refuse a workbook a sheet of which declares more rows than allowed, before a row is read.
+
+    The `<dimension>` element sits at the head of a sheet's XML; openpyxl would parse the whole sheet
+    to find it when it is missing. A sheet without one has its rows counted as they are read.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for part in archive.namelist():
+            if not (part.startswith("xl/worksheets/") and part.endswith(".xml")):
+                continue
+            with archive.open(part) as stream:
+                head = stream.read(HEAD).decode("utf-8", errors="replace")
+            match = DIMENSION.search(head)
+            if match and int(match.group(1)) > limits.rows:
+                raise _too_many(label, part.rsplit("/", 1)[-1], int(match.group(1)), limits)
 
 
 def extract_csv(data: bytes, label: str, limits: Limits, progress) -> Extracted:

@@ -1,0 +1,107 @@
+"""Bad files of every format (issue 15, step 5): over the size or count limits, corrupt, encrypted, a zip
+bomb inside an Office file, a million-row spreadsheet, thousands of empty pages, a decompression-bomb
+image. Each is refused at once (4xx) or fails its job with a clear error in the one error shape, within
+a bounded time, and the index is left as it was."""
+
+import time
+
+import pytest
+
+from medrag.stores import faiss as store
+from tests import formatfiles
+from tests.api.test_documents_api import AUTH, FALCON, finish, make_client
+
+pytestmark = pytest.mark.slow
+
+LIMIT = 8_000_000
+# Far above what each case takes (well under a few seconds); a parser that ran on would blow it.
+BOUND = 30.0
+MEDIA = {
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv",
+    "pdf": "application/pdf",
+    "png": "image/png",
+}
+DOCX = formatfiles.docx_file("t", [("text", "正文。")])
+PPTX = formatfiles.pptx_file([("标题", ["要点"], "")])
+PDF = formatfiles.blank_pdf(1)
+PNG = formatfiles.huge_png(64)
+STARTS = {"docx": DOCX, "pptx": PPTX, "xlsx": formatfiles.xlsx_file({"s": [["a"]]}), "csv": b"a,b\n", "pdf": PDF}
+STARTS["png"] = PNG
+
+
+def one(name: str, data: bytes) -> list:
+    return [("file", (name, data, MEDIA[name.rsplit(".", 1)[1]]))]
+
+
+# Refused with the request: (files, status, code).
+REFUSED = {
+    **{
+        f"{kind} over the size limit": (one(f"big.{kind}", STARTS[kind] + b"\0" * LIMIT), 413, "too_large")
+        for kind in MEDIA
+    },
+    "too many spreadsheets": (
+        [file for i in range(4) for file in one(f"{i}.xlsx", STARTS["xlsx"])],
+        413,
+        "too_large",
+    ),
+    "encrypted word file": (one("secret.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 4000), 422, "bad_input"),
+    "a png named docx": (one("photo.docx", PNG), 415, "unsupported_type"),
+}
+# Accepted, then the job fails: (files, code).
+FAILED = {
+    "corrupt word file": (one("broken.docx", b"PK\x03\x04" + b"\x17" * 2000), "bad_input"),
+    "truncated slides": (one("half.pptx", PPTX[: len(PPTX) // 2]), "bad_input"),
+    "encrypted pdf": (one("secret.pdf", formatfiles.encrypted_pdf(formatfiles.blank_pdf(1))), "bad_input"),
+    "zip bomb in a word file": (one("bomb.docx", formatfiles.bomb_docx(200 * 2**20)), "too_large"),
+    "a million rows": (one("rows.xlsx", formatfiles.many_rows_xlsx(1_000_000)), "too_large"),
+    "a million rows, size undeclared": (one("rows.xlsx", formatfiles.many_rows_xlsx(1_000_000, False)), "too_large"),
+    "3000 empty pages": (one("blank.pdf", formatfiles.blank_pdf(3000)), "too_large"),
+    "200 empty pages": (one("blank.pdf", formatfiles.blank_pdf(200)), "bad_input"),
+    "corrupt image": (one("scan.png", PNG[:40]), "bad_input"),
+    "decompression bomb image": (one("huge.png", formatfiles.huge_png(7000)), "too_large"),
+    "csv that is not utf-8": (one("表.csv", "药品,库存\n雪雁,1\n".encode("gb18030")), "bad_input"),
+}
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    """An in-process service over an index holding one document, with a row limit small enough to reach."""
+    options = dict(max_upload_bytes=LIMIT, max_sheet_rows=10_000, parse_timeout=BOUND)
+    with make_client(tmp_path_factory.mktemp("bad-files"), **options) as client:
+        finish(client, client.post("/documents", json={"title": "t", "text": FALCON}, headers=AUTH))
+        yield client
+
+
+def unchanged(client, live) -> bool:
+    index_dir = client.app.state.settings.index_dir
+    return store.current_path(index_dir) == live and len(client.get("/documents").json()) == 1
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_a_bad_file_is_refused_with_the_request(indexed, case):
+    files, status, code = REFUSED[case]
+    live = store.current_path(indexed.app.state.settings.index_dir)
+    started = time.monotonic()
+    response = indexed.post("/documents", files=files, headers=AUTH)
+    elapsed = time.monotonic() - started
+    assert response.status_code == status, response.text
+    assert response.json()["code"] == code and response.json()["detail"], response.json()
+    assert elapsed < BOUND
+    time.sleep(0.1)  # a job wrongly queued would have landed by now
+    assert unchanged(indexed, live)
+
+
+@pytest.mark.parametrize("case", list(FAILED))
+def test_a_bad_file_fails_its_job_in_bounded_time_and_nothing_is_indexed(indexed, case):
+    files, code = FAILED[case]
+    live = store.current_path(indexed.app.state.settings.index_dir)
+    started = time.monotonic()
+    job = finish(indexed, indexed.post("/documents", files=files, headers=AUTH))
+    elapsed = time.monotonic() - started
+    assert job["state"] == "failed" and job["error"]["code"] == code, job
+    assert files[0][1][0] in job["error"]["detail"], job["error"]
+    assert elapsed < BOUND
+    assert unchanged(indexed, live)
