@@ -18,9 +18,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from tests import formatfiles  # noqa: E402
+
 from medrag import corpus, formats  # noqa: E402
 from medrag.formats import ocr  # noqa: E402
-from tests import formatfiles  # noqa: E402
 
 PARAGRAPH = "第{n}组患者在东湖医院接受了为期十八个月的随访，随访内容包括血压、血糖和用药情况，失访率低于百分之五。"
 
@@ -64,7 +65,7 @@ def main() -> None:
     engine_load = time.perf_counter() - started
     results = {"pages": args.pages, "engine_load_s": round(engine_load, 3), "formats": {}}
     for label, (kind, data, pages) in files.items():
-        warm = timed(lambda kind=kind, data=data: formats.extract(kind, data, label, limits), args.repeat)
+        warm = timed(lambda kind=kind, data=data, label=label: formats.extract(kind, data, label, limits), args.repeat)
         isolated = timed(lambda kind=kind, data=data: corpus.parse_isolated(data, kind, "f", limits), 1)
         results["formats"][label] = {
             "pages": pages,
