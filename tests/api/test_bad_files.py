@@ -105,3 +105,31 @@ def test_a_bad_file_fails_its_job_in_bounded_time_and_nothing_is_indexed(indexed
     assert files[0][1][0] in job["error"]["detail"], job["error"]
     assert elapsed < BOUND
     assert unchanged(indexed, live)
+
+
+def test_scanned_pages_past_the_ocr_limit_are_reported_and_the_rest_is_indexed(tmp_path):
+    printed = formatfiles.printed_pdf(
+        "鸬鹚调查",
+        "<h1>鸬鹚调查</h1><h2>概况</h2><p>鸬鹚调查覆盖了九个湖区。</p>"
+        '<div class="page"></div><h2>附录</h2><p>附录列出了全部观测点。</p>',
+    )
+    scan = formatfiles.scanned_pdf(printed)
+    with make_client(tmp_path, ocr_max_pages=1) as client:
+        job = finish(client, client.post("/documents", files=one("cormorant.pdf", scan), headers=AUTH))
+        assert job["state"] == "done", job
+        assert job["progress"]["pages_done"] == job["progress"]["pages_total"] == 2
+        failure = job["outcomes"].pop("cormorant.pdf page 2")
+        assert failure.startswith("failed: ") and "MEDRAG_OCR_MAX_PAGES" in failure
+        assert list(job["outcomes"].values()) == ["added"]
+        reply = client.post("/ask", json={"question": "鸬鹚调查覆盖了几个湖区？"}).json()
+        assert reply["found"] and "九个湖区" in reply["answer"], reply
+        assert (reply["citations"][0]["section"], reply["citations"][0]["page"]) == ("概况", 1)
+
+
+def test_with_ocr_off_a_scan_fails_its_job_saying_so(tmp_path):
+    scan = formatfiles.scanned_pdf(formatfiles.printed_pdf("t", "<p>鸬鹚调查覆盖了九个湖区。</p>"))
+    with make_client(tmp_path, ocr=False) as client:
+        job = finish(client, client.post("/documents", files=one("scan.pdf", scan), headers=AUTH))
+        assert job["state"] == "failed" and job["error"]["code"] == "bad_input", job
+        assert "MEDRAG_OCR" in job["error"]["detail"]
+        assert client.get("/documents").json()["code"] == "index_missing"  # nothing was written
