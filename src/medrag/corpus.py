@@ -327,7 +327,9 @@ def _child(kind: str, name: str, limits: str, url: str) -> None:
     data = sys.stdin.buffer.read()
     bounds = Limits(**json.loads(limits))
     # Memory is bounded here, after the bytes are read: past it an allocation fails and the child stops.
-    resource.setrlimit(resource.RLIMIT_AS, (bounds.memory, bounds.memory))
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    memory = bounds.memory if hard == resource.RLIM_INFINITY else min(bounds.memory, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (memory, hard))
 
     def progress(done: int, total: int) -> None:
         sys.stdout.write(json.dumps({"progress": [done, total]}) + "\n")
@@ -351,7 +353,16 @@ def _child(kind: str, name: str, limits: str, url: str) -> None:
     except BadInputError as error:
         reply = {"error": error.code, "detail": str(error)}
     except MemoryError:
-        reply = {"error": TooLargeError.code, "detail": f"{name}: parsing needs more than {bounds.memory} bytes"}
+        reply = {
+            "error": TooLargeError.code,
+            "detail": f"{name}: parsing needs more than {memory} bytes (MEDRAG_MAX_PARSE_MEMORY)",
+        }
+    except Exception as error:  # a library that could not load or allocate within the memory allowed
+        reply = {
+            "error": BadInputError.code,
+            "detail": f"{name}: the parser failed ({type(error).__name__}: {str(error)[:200]}); "
+            f"it had {memory} bytes of memory (MEDRAG_MAX_PARSE_MEMORY)",
+        }
     sys.stdout.write(json.dumps(reply) + "\n")
 
 

@@ -133,3 +133,17 @@ def test_with_ocr_off_a_scan_fails_its_job_saying_so(tmp_path):
         assert job["state"] == "failed" and job["error"]["code"] == "bad_input", job
         assert "MEDRAG_OCR" in job["error"]["detail"]
         assert client.get("/documents").json()["code"] == "index_missing"  # nothing was written
+
+
+def test_the_parser_cannot_grow_past_its_memory_limit(tmp_path):
+    """OCR (onnxruntime, OpenCV) does not even load in 300 MiB: the job fails saying so, the service goes on."""
+    image = formatfiles.png_file(formatfiles.printed_pdf("t", "<p>鸬鹚调查覆盖了九个湖区。</p>"))
+    with make_client(tmp_path, max_parse_memory=300 * 2**20) as client:
+        started = time.monotonic()
+        job = finish(client, client.post("/documents", files=one("scan.png", image), headers=AUTH))
+        assert time.monotonic() - started < BOUND
+        assert job["state"] == "failed" and job["error"]["code"] in ("bad_input", "too_large"), job
+        assert "MEDRAG_MAX_PARSE_MEMORY" in job["error"]["detail"]
+        # The service lives on: the next document is indexed.
+        job = finish(client, client.post("/documents", json={"title": "t", "text": FALCON}, headers=AUTH))
+        assert job["state"] == "done" and len(client.get("/documents").json()) == 1

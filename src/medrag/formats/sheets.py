@@ -15,6 +15,8 @@ from .office import check_zip, damaged
 # How much of a sheet's XML is read for its `<dimension ref="A1:D1000000">`, and the last row it names.
 HEAD = 4096
 DIMENSION = re.compile(r'<(?:\w+:)?dimension\s+ref="[A-Z]*\d*:?[A-Z]*(\d+)"')
+ROW = re.compile(rb"<(?:\w{1,8}:)?row[\s/>]")
+ROW_TAIL = 16  # longer than any match of ROW
 
 
 def extract_xlsx(data: bytes, label: str, limits: Limits, progress) -> Extracted:
@@ -48,20 +50,35 @@ def extract_xlsx(data: bytes, label: str, limits: Limits, progress) -> Extracted
 
 
 def check_dimensions(data: bytes, label: str, limits: Limits) -> None:
-    """Refuse a workbook a sheet of which declares more rows than allowed, before a row is read.
+    """Refuse a workbook a sheet of which has more rows than allowed, before openpyxl reads it.
 
-    The `<dimension>` element sits at the head of a sheet's XML; openpyxl would parse the whole sheet
-    to find it when it is missing. A sheet without one has its rows counted as they are read.
+    The `<dimension>` element sits at the head of a sheet's XML. Without one, openpyxl would parse the
+    whole sheet to size it before the first row, so the sheet's `<row>` elements are counted here,
+    in a scan of its bytes (the zip's limits bound how many).
     """
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for part in archive.namelist():
             if not (part.startswith("xl/worksheets/") and part.endswith(".xml")):
                 continue
             with archive.open(part) as stream:
-                head = stream.read(HEAD).decode("utf-8", errors="replace")
-            match = DIMENSION.search(head)
-            if match and int(match.group(1)) > limits.rows:
-                raise _too_many(label, part.rsplit("/", 1)[-1], int(match.group(1)), limits)
+                head = stream.read(HEAD)
+                match = DIMENSION.search(head.decode("utf-8", errors="replace"))
+                rows = int(match.group(1)) if match else _count_rows(head, stream)
+            if rows > limits.rows:
+                raise _too_many(label, part.rsplit("/", 1)[-1], rows, limits)
+
+
+def _count_rows(head: bytes, stream) -> int:
+    """The `<row>` elements of a sheet's XML, read in pieces; a match near a piece's end waits for the next."""
+    count, buffer = 0, head
+    while True:
+        piece = stream.read(2**20)
+        buffer += piece
+        cut = len(buffer) if not piece else len(buffer) - ROW_TAIL
+        count += sum(1 for match in ROW.finditer(buffer) if match.start() < cut)
+        if not piece:
+            return count
+        buffer = buffer[cut:]
 
 
 def extract_csv(data: bytes, label: str, limits: Limits, progress) -> Extracted:
