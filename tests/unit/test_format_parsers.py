@@ -115,3 +115,16 @@ def test_a_printed_pdf_has_headings_pages_and_clean_text():
     document = corpus.load_bytes(data, "pdf", name="report.pdf")
     assert document.text == "# 报告\n\n## 方法\n\n选取了532名患者，行首次随访。\n\n## 讨论\n\n结论。"
     assert document.page_at(document.text.index("结论")) == 2 and document.page_at(0) == 1
+
+
+@pytest.mark.slow
+def test_a_photo_of_a_page_is_read_by_ocr():
+    printed = formatfiles.printed_pdf("t", "<h2>筛查范围</h2><p>黑鹳筛查项目在南湖县做了眼底检查。</p>")
+    page = formatfiles.page_images(printed)[0]
+    photo = io.BytesIO()
+    page.crop((0, 0, page.width, page.height // 5)).convert("RGB").save(photo, format="JPEG", quality=85)
+    assert corpus.kind_of("photo.jpg", "image/jpeg") == "image"
+    extracted = formats.extract("image", photo.getvalue(), "photo.jpg", LIMITS)
+    # The heading is the one line set larger, used once: the title. OCR may misread a rare character.
+    heading, body = extracted.text.split("\n\n")
+    assert heading == "# 筛查范围" and "筛查项目在南湖县做了眼底检查" in body, extracted.text
