@@ -403,13 +403,16 @@ class Service:
                 documents.append(item)
             else:
                 upload, kind = item
-
-                def failed(where: str, why: str, name: str = upload.name) -> None:
-                    job.outcomes[f"{name} {where}"] = f"failed: {why}"
-
-                data, name = upload.data, upload.name
-                documents.append(corpus.parse_isolated(data, kind, name, limits, progress=job.pages, failed=failed))
+                documents.append(self._isolated(job, upload.data, kind, upload.name, limits))
         return documents
+
+    def _isolated(self, job: Job, data: bytes, kind: str, name: str, limits: corpus.Limits) -> Document:
+        """A file parsed in a child process; its pages counted in the job, those not read in its outcomes."""
+
+        def failed(where: str, why: str) -> None:
+            job.outcomes[f"{name} {where}"] = f"failed: {why}"
+
+        return corpus.parse_isolated(data, kind, name, limits, progress=job.pages, failed=failed)
 
     def _load(self, job: Job, paths: Sequence[Path], urls: Sequence[str | Source]) -> list[Document]:
         """The documents of paths and URLs, each failure recorded in the job's outcomes."""
@@ -418,7 +421,11 @@ class Service:
         for path in paths:
             for file in corpus.files_in(path):
                 try:
-                    documents.append(corpus.load_file(file))
+                    kind = corpus.kind_of(file.name, None)
+                    if kind in corpus.ISOLATED:  # within the same limits as an upload
+                        documents.append(self._isolated(job, file.read_bytes(), kind, str(file), self._limits()))
+                    else:
+                        documents.append(corpus.load_file(file))
                 except MedragError as error:
                     failures.append(error)
                     job.outcomes[str(file)] = f"failed: {error}"

@@ -147,3 +147,19 @@ def test_the_parser_cannot_grow_past_its_memory_limit(tmp_path):
         # The service lives on: the next document is indexed.
         job = finish(client, client.post("/documents", json={"title": "t", "text": FALCON}, headers=AUTH))
         assert job["state"] == "done" and len(client.get("/documents").json()) == 1
+
+
+def test_a_folder_is_parsed_within_the_same_limits_each_bad_file_reported(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "heron.docx").write_bytes(
+        formatfiles.docx_file("苍鹭手册", [("heading", 1, "部署"), ("text", "苍鹭问诊系统每天服务三千名门诊患者。")])
+    )
+    (folder / "bomb.docx").write_bytes(formatfiles.bomb_docx(200 * 2**20))
+    with make_client(tmp_path) as client:
+        job = client.app.state.service.add(paths=[folder])
+        assert job.wait(60) and job.state == "done", job
+        assert job.outcomes.pop(str(folder / "bomb.docx")).startswith("failed: ")
+        assert list(job.outcomes.values()) == ["added"]
+        reply = client.post("/ask", json={"question": "苍鹭问诊系统每天服务多少名门诊患者？"}).json()
+        assert reply["found"] and "三千名" in reply["answer"] and reply["citations"][0]["section"] == "部署"
