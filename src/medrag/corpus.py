@@ -1,23 +1,47 @@
 """Turn files, uploads and fetched pages into `Document`s: title, identity, content hash, cited articles.
 
 Markdown and plain text are taken as they are; HTML goes through trafilatura (article text as
-markdown, title, site name, date); PDF through pypdf (text of every page).
+markdown, title, site name, date); PDF, Word, PowerPoint, spreadsheets and images through `formats`
+(markdown with headings, tables as rows, PDF pages). Every text is folded (`textnorm.fold`) before it
+is stored; a file's content hash is that of its bytes as they came (of the text as written, for
+markdown and text), so cleaning never makes a known file look new.
 """
 
 import hashlib
-import io
 import json
 import re
+import resource
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
+from . import formats
 from .errors import BadInputError, ParseTimeoutError, TooLargeError, UnsupportedTypeError
+from .formats import Limits
+from .textnorm import fold
 from .types import Document, Source
 
 # File name suffixes and media types of the kinds of document that can be indexed.
-SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html", ".pdf": "pdf"}
+SUFFIXES = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".pptx": "pptx",
+    ".xlsx": "xlsx",
+    ".csv": "csv",
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+}
 MEDIA_TYPES = {
     "text/markdown": "markdown",
     "text/x-markdown": "markdown",
@@ -25,7 +49,25 @@ MEDIA_TYPES = {
     "text/html": "html",
     "application/xhtml+xml": "html",
     "application/pdf": "pdf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+    "text/csv": "csv",
+    "image/png": "image",
+    "image/jpeg": "image",
 }
+# Kinds parsed in a child process (`parse_isolated`): everything but markdown and plain text.
+ISOLATED = {"html", *formats.KINDS}
+# The first bytes of each binary kind: an Office file is a zip, an image says what it is.
+MAGIC = {
+    "pdf": (b"%PDF-",),
+    "docx": (b"PK\x03\x04",),
+    "pptx": (b"PK\x03\x04",),
+    "xlsx": (b"PK\x03\x04",),
+    "image": (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"),
+}
+# An encrypted Office file (and a pre-2007 .doc/.ppt/.xls) is an OLE compound file, not a zip.
+OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # Markdown is plain text to a browser: either name goes with either media type.
 TEXTUAL = {"markdown", "text"}
 TITLE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
@@ -71,21 +113,32 @@ def parse_sources(text: str) -> tuple[Source, ...]:
 
 
 def from_text(
-    text: str, *, title: str = "", url: str | None = None, path: str | None = None, publisher: str = "", date: str = ""
+    text: str,
+    *,
+    title: str = "",
+    url: str | None = None,
+    path: str | None = None,
+    publisher: str = "",
+    date: str = "",
+    pages: Sequence[int] = (),
+    digest: str | None = None,
 ) -> Document:
-    """Build a `Document` from text already in hand."""
+    """Build a `Document` from text already in hand; `digest` is the hash of the bytes it came from."""
     if not text.strip():
         raise BadInputError("the document has no text")
+    digest = digest or content_hash(text)
+    text, title = fold(text), fold(title)
     heading = TITLE.search(text)
     title = title or (heading.group(1).replace("**", "").strip() if heading else "")
     title = title or (Path(path).stem if path else "")
     name = Path(path).stem if path else (title or "doc")
-    identity = url or (f"file:{Path(path).name}" if path else f"text:{content_hash(text)}")
+    identity = url or (f"file:{Path(path).name}" if path else f"text:{digest}")
     return Document(
         doc_id=document_id(identity, name),
         title=title,
         text=text,
-        content_hash=content_hash(text),
+        content_hash=digest,
+        pages=tuple(pages),
         url=url,
         path=path,
         publisher=publisher,
@@ -95,7 +148,7 @@ def from_text(
 
 
 def kind_of(name: str | None, media_type: str | None) -> str:
-    """The kind of a file ("markdown", "text", "html" or "pdf") from its name and declared media type.
+    """The kind of a file (a value of `SUFFIXES`) from its name and declared media type.
 
     Either may be missing, but what is given must be supported, and the two must agree.
     """
@@ -115,7 +168,7 @@ def kind_of(name: str | None, media_type: str | None) -> str:
         raise UnsupportedTypeError(f"{name}: declared as {media}, which does not match its {suffix} name")
     kind = by_name or by_type
     if kind is None:
-        raise UnsupportedTypeError(f"{name or 'the content'}: unknown file type; name it .md, .txt, .html or .pdf")
+        raise UnsupportedTypeError(f"{name or 'the content'}: unknown file type; name it {', '.join(SUFFIXES)}")
     return kind
 
 
@@ -124,9 +177,9 @@ def load_bytes(
 ) -> Document:
     """A `Document` from the raw bytes of a file of the given kind."""
     label = name or url or "the content"
-    if kind == "pdf":
-        return from_pdf(data, path=name, url=url)
     check_bytes(data, kind, label)
+    if kind in formats.KINDS:
+        return from_extracted(formats.extract(kind, data, label, Limits()), data, path=name, url=url)
     if kind == "html":
         return from_html(data, path=name, url=url)
     try:
@@ -166,118 +219,155 @@ def extract_html(html: bytes | str, label: str, url: str | None = None) -> dict[
     }
 
 
-def from_pdf(data: bytes, *, path: str | None = None, url: str | None = None) -> Document:
-    """The text of every page of a PDF; its title from the PDF's metadata when it has one."""
-    return from_text(url=url, path=path, **extract_pdf(data, path or url or "the PDF"))
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on parsing one PDF or HTML file (Settings' max_document_chars, max_decompressed_bytes, ...)."""
-
-    chars: int = 2_000_000
-    decompressed: int = 64 * 2**20
-    pages: int = 500
-    seconds: float = 60.0
-
-
-def extract_pdf(data: bytes, label: str, limits: Limits | None = None) -> dict[str, str]:
-    """The text of every page of a PDF and its title, stopped with `TooLargeError` past `limits`."""
-    from pypdf import PdfReader
-    from pypdf.errors import LimitReachedError
-
-    if not data.startswith(b"%PDF-"):
-        raise UnsupportedTypeError(f"{label}: not a PDF (it does not start with %PDF-)")
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise BadInputError(f"{label}: the PDF is encrypted")
-        if limits and len(reader.pages) > limits.pages:
-            raise TooLargeError(
-                f"{label}: {len(reader.pages)} pages; the limit is {limits.pages} (MEDRAG_MAX_PDF_PAGES)"
-            )
-        pages: list[str] = []
-        inflated = chars = 0
-        for page in reader.pages:
-            if limits:
-                # Inflating a page's contents is cheap next to extracting its text: a page built to
-                # inflate to a huge content stream is refused before its text is extracted.
-                contents = page.get_contents()
-                inflated += len(contents.get_data()) if contents is not None else 0
-                if inflated > limits.decompressed:
-                    raise TooLargeError(
-                        f"{label}: the page contents inflate past {limits.decompressed} bytes "
-                        "(MEDRAG_MAX_DECOMPRESSED_BYTES)"
-                    )
-            pages.append(page.extract_text() or "")
-            chars += len(pages[-1])
-            if limits and chars > limits.chars:
-                raise TooLargeError(f"{label}: more than {limits.chars} characters of text (MEDRAG_MAX_DOCUMENT_CHARS)")
-        title = (reader.metadata.title or "") if reader.metadata else ""
-    except BadInputError:
-        raise
-    except LimitReachedError as error:  # pypdf's own bound on a stream's inflated size
-        raise TooLargeError(f"{label}: {error}") from error
-    except Exception as error:  # pypdf raises many types for a damaged file
-        raise BadInputError(f"{label}: malformed PDF ({error})") from error
-    text = "\n\n".join(page.strip() for page in pages if page.strip())
-    if not text:
-        raise BadInputError(f"{label}: the PDF has no extractable text (a scan needs OCR first)")
-    return {"text": text, "title": title.strip()}
+def from_extracted(extracted: formats.Extracted, data: bytes, *, path: str | None, url: str | None) -> Document:
+    """The `Document` of a file a format parser read; its hash is that of the file's bytes."""
+    return from_text(
+        extracted.text,
+        title=extracted.title,
+        path=path,
+        url=url,
+        pages=extracted.pages,
+        digest=hashlib.sha256(data).hexdigest(),
+    )
 
 
 def check_bytes(data: bytes, kind: str, label: str) -> None:
     """The cheap checks of an upload, done before it is queued: its bytes look like its kind."""
-    if kind == "pdf":
-        if not data.startswith(b"%PDF-"):
-            raise UnsupportedTypeError(f"{label}: not a PDF (it does not start with %PDF-)")
+    if kind in MAGIC:
+        if data.startswith(OLE) and kind in ("docx", "pptx", "xlsx"):
+            raise BadInputError(
+                f"{label}: an encrypted Office file (or an old binary .doc/.ppt/.xls one), which cannot be read"
+            )
+        if not data.startswith(MAGIC[kind]):
+            if kind == "pdf":
+                raise UnsupportedTypeError(f"{label}: not a PDF (it does not start with %PDF-)")
+            raise UnsupportedTypeError(f"{label}: its bytes are not those of a {kind} file")
     elif data.startswith(b"%PDF-") or b"\x00" in data[:4096]:
         raise UnsupportedTypeError(f"{label}: binary content, not {kind}")
 
 
-def parse_isolated(data: bytes, kind: str, name: str, limits: Limits, *, url: str | None = None) -> Document:
-    """A PDF or HTML file (an upload named `name`, or a page fetched from `url`) parsed in a child process,
-    killed past `limits.seconds`.
+def parse_isolated(
+    data: bytes,
+    kind: str,
+    name: str,
+    limits: Limits,
+    *,
+    url: str | None = None,
+    progress: formats.Progress | None = None,
+    failed: Callable[[str, str], None] | None = None,
+) -> Document:
+    """A file of one of the `ISOLATED` kinds (an upload named `name`, or a page fetched from `url`) parsed
+    in a child process, killed past `limits.seconds` (plus `limits.ocr_seconds` once it starts OCR).
 
-    pypdf and trafilatura cannot be interrupted inside a thread, and one page can take minutes; a
-    child process can be killed, and its memory goes with it.
+    The parsers cannot be interrupted inside a thread, and one page can take minutes; a child process
+    can be killed, and its memory goes with it. `progress(done, total)` hears of each page parsed;
+    `failed(where, why)` of each page that could not be read (the document is made of the others).
     """
     check_bytes(data, kind, name)
     command = [sys.executable, "-m", "medrag.corpus", kind, name, json.dumps(asdict(limits)), url or ""]
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+        lines: list[bytes] = []
+        ocr = threading.Event()
+        reader = threading.Thread(target=_read_replies, args=(child.stdout, lines, progress, ocr), daemon=True)
+        reader.start()
+        started = time.monotonic()
+        try:
+            try:
+                child.stdin.write(data)
+                child.stdin.close()
+            except BrokenPipeError:
+                pass  # the child stopped early: what it said is read below
+            while child.poll() is None:
+                seconds = limits.seconds + (limits.ocr_seconds if ocr.is_set() else 0)
+                if time.monotonic() - started > seconds:
+                    child.kill()
+                    child.wait()
+                    names = "MEDRAG_PARSE_TIMEOUT" + (" + MEDRAG_OCR_TIMEOUT" if ocr.is_set() else "")
+                    raise ParseTimeoutError(f"{name}: parsing took longer than {seconds:g} s ({names})")
+                time.sleep(0.05)
+        finally:
+            reader.join(timeout=10)
+        errors.seek(0)
+        stderr = errors.read()[-300:].decode(errors="replace")
     try:
-        child = subprocess.run(command, input=data, capture_output=True, timeout=limits.seconds, check=False)
-    except subprocess.TimeoutExpired:
-        raise ParseTimeoutError(
-            f"{name}: parsing took longer than {limits.seconds:g} s (MEDRAG_PARSE_TIMEOUT)"
-        ) from None
-    try:
-        reply = json.loads(child.stdout)
-    except ValueError:
-        raise BadInputError(f"{name}: the parser stopped ({child.stderr.decode(errors='replace')[-300:]})") from None
+        reply = json.loads(lines[-1])
+    except (ValueError, IndexError):
+        raise BadInputError(f"{name}: the parser stopped ({stderr or f'exit status {child.returncode}'})") from None
     if "error" in reply:
         error = next((kind for kind in PARSE_ERRORS if kind.code == reply["error"]), BadInputError)
         raise error(reply["detail"])
     if len(reply["text"]) > limits.chars:
         raise TooLargeError(f"{name}: more than {limits.chars} characters of text (MEDRAG_MAX_DOCUMENT_CHARS)")
-    return from_text(path=None if url else name, url=url, **reply)
+    for where, why in reply.pop("failures", {}).items():
+        if failed is not None:
+            failed(where, why)
+    digest = hashlib.sha256(data).hexdigest() if kind in formats.KINDS else None
+    return from_text(path=None if url else name, url=url, digest=digest, **reply)
+
+
+def _read_replies(stream, lines: list[bytes], progress: formats.Progress | None, ocr: threading.Event) -> None:
+    """The child's lines: progress reports, passed on, the news that OCR started, then its reply."""
+    for line in stream:
+        if line.startswith(b'{"ocr"'):
+            ocr.set()
+        elif line.startswith(b'{"progress"'):
+            if progress is not None:
+                progress(*json.loads(line)["progress"])
+        else:
+            lines.append(line)
 
 
 PARSE_ERRORS = (TooLargeError, UnsupportedTypeError, BadInputError)
 
 
 def _child(kind: str, name: str, limits: str, url: str) -> None:
-    """`python -m medrag.corpus KIND NAME LIMITS URL`: the bytes on stdin, the extracted fields as JSON on stdout."""
+    """`python -m medrag.corpus KIND NAME LIMITS URL`: the bytes on stdin; on stdout a JSON line for each
+    page parsed, then one with the extracted fields (or the error)."""
     data = sys.stdin.buffer.read()
-    extract = extract_pdf if kind == "pdf" else lambda data, name, _: extract_html(data, name, url or None)
+    bounds = Limits(**json.loads(limits))
+    # Memory is bounded here, after the bytes are read: past it an allocation fails and the child stops.
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    memory = bounds.memory if hard == resource.RLIM_INFINITY else min(bounds.memory, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (memory, hard))
+
+    def progress(done: int, total: int) -> None:
+        sys.stdout.write(json.dumps({"progress": [done, total]}) + "\n")
+        sys.stdout.flush()
+
+    def ocr_starts() -> None:
+        sys.stdout.write('{"ocr": true}\n')
+        sys.stdout.flush()
+
     try:
-        reply = extract(data, name, Limits(**json.loads(limits)))
+        if kind == "html":
+            reply = extract_html(data, name, url or None)
+        else:
+            extracted = formats.extract(kind, data, name, bounds, progress, ocr_starts)
+            reply = {
+                "text": extracted.text,
+                "title": extracted.title,
+                "pages": extracted.pages,
+                "failures": extracted.failures,
+            }
     except BadInputError as error:
         reply = {"error": error.code, "detail": str(error)}
-    sys.stdout.write(json.dumps(reply))
+    except MemoryError:
+        reply = {
+            "error": TooLargeError.code,
+            "detail": f"{name}: parsing needs more than {memory} bytes (MEDRAG_MAX_PARSE_MEMORY)",
+        }
+    except Exception as error:  # a library that could not load or allocate within the memory allowed
+        reply = {
+            "error": BadInputError.code,
+            "detail": f"{name}: the parser failed ({type(error).__name__}: {str(error)[:200]}); "
+            f"it had {memory} bytes of memory (MEDRAG_MAX_PARSE_MEMORY)",
+        }
+    sys.stdout.write(json.dumps(reply) + "\n")
 
 
 def load_file(path: Path) -> Document:
-    """Load a markdown, text, HTML or PDF file."""
+    """Load a file of any kind `SUFFIXES` names."""
     return load_bytes(path.read_bytes(), kind_of(path.name, None), name=str(path))
 
 

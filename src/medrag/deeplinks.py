@@ -18,14 +18,17 @@ EDGE = 10
 LONGEST_EDGE = 30
 
 
-def deep_link(url: str | None, text: str) -> str | None:
-    """`url` with a text fragment for `text`; None for a URL that is not http(s) or a blank text."""
+def deep_link(url: str | None, text: str, page: int | None = None) -> str | None:
+    """`url` with a text fragment for `text`, or for a PDF (`page` given) `#page=N`, which PDF viewers
+    open and text fragments do not reach; None for a URL that is not http(s) or a blank text."""
     if not url or urlsplit(url).scheme.lower() not in ("http", "https"):
         return None
     directive = text_directive(text)
     if directive is None:
         return None
     base, _, fragment = url.partition("#")
+    if page is not None:
+        return f"{base}#page={page}"
     return f"{base}#{fragment.split(':~:', 1)[0]}:~:{directive}"
 
 

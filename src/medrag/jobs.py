@@ -33,13 +33,15 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 
 @dataclass
 class Job:
-    """One queued write; `done`/`total` count chunks embedded."""
+    """One queued write; `done`/`total` count chunks embedded, `pages_done`/`pages_total` pages parsed."""
 
     job_id: str
     kind: str
     state: State = "queued"
     done: int = 0
     total: int = 0
+    pages_done: int = 0
+    pages_total: int = 0
     waiting: bool = False
     error: dict | None = None
     outcomes: dict[str, str] = field(default_factory=dict)
@@ -59,6 +61,10 @@ class Job:
         self.check_cancelled()
         self.waiting = False
         self.done, self.total = done, total
+
+    def pages(self, done: int, total: int) -> None:
+        """Pages of the file being parsed read so far (each file counts from 0); the parse runs to its end."""
+        self.pages_done, self.pages_total = done, total
 
     def check_cancelled(self) -> None:
         if self.cancel_requested:

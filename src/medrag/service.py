@@ -252,7 +252,7 @@ class Service:
         for upload in uploads:
             kind = corpus.kind_of(upload.name, upload.media_type)
             corpus.check_bytes(upload.data, kind, upload.name)
-            isolated = kind in ("pdf", "html")
+            isolated = kind in corpus.ISOLATED
             items.append((upload, kind) if isolated else corpus.load_bytes(upload.data, kind, name=upload.name))
         items += [corpus.from_text(t.text, title=t.title, url=t.url) for t in texts]
         limit = self.settings.max_document_chars
@@ -403,8 +403,16 @@ class Service:
                 documents.append(item)
             else:
                 upload, kind = item
-                documents.append(corpus.parse_isolated(upload.data, kind, upload.name, limits))
+                documents.append(self._isolated(job, upload.data, kind, upload.name, limits))
         return documents
+
+    def _isolated(self, job: Job, data: bytes, kind: str, name: str, limits: corpus.Limits) -> Document:
+        """A file parsed in a child process; its pages counted in the job, those not read in its outcomes."""
+
+        def failed(where: str, why: str) -> None:
+            job.outcomes[f"{name} {where}"] = f"failed: {why}"
+
+        return corpus.parse_isolated(data, kind, name, limits, progress=job.pages, failed=failed)
 
     def _load(self, job: Job, paths: Sequence[Path], urls: Sequence[str | Source]) -> list[Document]:
         """The documents of paths and URLs, each failure recorded in the job's outcomes."""
@@ -413,7 +421,11 @@ class Service:
         for path in paths:
             for file in corpus.files_in(path):
                 try:
-                    documents.append(corpus.load_file(file))
+                    kind = corpus.kind_of(file.name, None)
+                    if kind in corpus.ISOLATED:  # within the same limits as an upload
+                        documents.append(self._isolated(job, file.read_bytes(), kind, str(file), self._limits()))
+                    else:
+                        documents.append(corpus.load_file(file))
                 except MedragError as error:
                     failures.append(error)
                     job.outcomes[str(file)] = f"failed: {error}"
@@ -435,6 +447,11 @@ class Service:
             decompressed=settings.max_decompressed_bytes,
             pages=settings.max_pdf_pages,
             seconds=settings.parse_timeout,
+            rows=settings.max_sheet_rows,
+            ocr=settings.ocr,
+            ocr_pages=settings.ocr_max_pages,
+            ocr_seconds=settings.ocr_timeout,
+            memory=settings.max_parse_memory,
         )
 
     def _fetch(self, source: Source) -> Document:
@@ -442,7 +459,7 @@ class Service:
         # within the same limits as an upload.
         fetched = self.fetcher.fetch(source.url)
         kind = corpus.kind_of(None, fetched.media_type or indexing.sniff(fetched.body))
-        if kind in ("pdf", "html"):
+        if kind in corpus.ISOLATED:
             document = corpus.parse_isolated(fetched.body, kind, source.url, self._limits(), url=source.url)
         else:
             document = corpus.load_bytes(fetched.body, kind, url=source.url, charset=fetched.charset)

@@ -102,13 +102,22 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 2**20, ge=1)
     max_upload_files: int = Field(default=20, ge=1)
     fetch_max_bytes: int = Field(default=10 * 2**20, ge=1)
-    # Bounds on parsing one uploaded PDF or HTML file, which runs in the job, in a child process:
-    # characters of text it yields, bytes its PDF page contents inflate to, PDF pages, and wall time
-    # (the child is killed past it). Past any of them the job fails (too_large, parse_timeout).
+    # Bounds on parsing one uploaded file other than markdown or text, which runs in the job, in a child
+    # process: characters of text it yields, bytes its PDF page contents or its Office zip inflate to,
+    # PDF pages, a spreadsheet's rows per sheet, the child's memory, and wall time (the child is killed
+    # past it, plus ocr_timeout when it may run OCR). Past any of them the job fails (too_large,
+    # parse_timeout), and nothing of the request is indexed.
     max_document_chars: int = Field(default=2_000_000, ge=1)
     max_decompressed_bytes: int = Field(default=64 * 2**20, ge=1)
     max_pdf_pages: int = Field(default=500, ge=1)
+    max_sheet_rows: int = Field(default=100_000, ge=1)
+    max_parse_memory: int = Field(default=2 * 2**30, ge=256 * 2**20)
     parse_timeout: float = Field(default=60.0, gt=0)
+    # OCR (RapidOCR, offline) of images and of PDF pages without a text layer: at most ocr_max_pages
+    # pages and ocr_timeout seconds a document; pages past either are reported in the job's outcomes.
+    ocr: bool = True
+    ocr_max_pages: int = Field(default=100, ge=1)
+    ocr_timeout: float = Field(default=300.0, gt=0)
     fetch_timeout: float = Field(default=20.0, gt=0)
     # Networks the URL fetcher may reach although the SSRF guard refuses them (tests, intranets),
     # comma-separated: "127.0.0.1/32,10.1.0.0/16".

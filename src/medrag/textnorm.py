@@ -1,4 +1,6 @@
-"""Text normalisation shared by indexing and querying: full-width forms and Traditional Chinese."""
+"""Text normalisation: what indexing and querying share (full-width forms, Traditional Chinese), and the
+cleaning of extracted text (compatibility code points folded, spaces between Chinese characters and
+hyphenation across lines undone)."""
 
 import re
 import unicodedata
@@ -24,3 +26,34 @@ def neutralise_markers(text: str) -> str:
     ASCII parentheses, not look-alike brackets, since NFKC maps the full-width ones back to `[` and `]`.
     """
     return BRACKETED_NUMBERS.sub(r"(\1)", text)
+
+
+# Chinese punctuation lives in the full-width block; NFKC would turn it into ASCII (，→ , ？→ ?), which
+# changes how a passage reads, so stored text keeps it and folds everything else.
+FULL_WIDTH_PUNCTUATION = "\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff60"
+FOLDABLE = re.compile(f"[^\\x00-\\x7f{FULL_WIDTH_PUNCTUATION}]+")
+# Chinese characters and CJK punctuation (with the full-width forms): text set without spaces.
+CJK = "\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
+SPACE_BY_CJK = re.compile(f"(?<=[{CJK}])[ \\t\u00a0]+|[ \\t\u00a0]+(?=[{CJK}])")
+
+
+def fold(text: str) -> str:
+    """Compatibility code points folded (NFKC: Kangxi radicals ⾏ → 行, full-width letters and digits,
+    ligatures), Chinese full-width punctuation kept; what every format's stored text goes through."""
+    if text.isascii():
+        return text
+    return FOLDABLE.sub(lambda match: unicodedata.normalize("NFKC", match.group()), text)
+
+
+def join_spaced(text: str) -> str:
+    """Spaces that PDF and OCR extraction put beside Chinese characters removed (`选取了 532 名` → `选取了532名`)."""
+    return SPACE_BY_CJK.sub("", text)
+
+
+def join_line(before: str, after: str) -> str:
+    """Two lines of one paragraph as one: a word hyphenated across them joined, no space beside Chinese."""
+    if before.endswith("-") and before[-2:-1].islower() and after[:1].islower():
+        return before[:-1] + after
+    if not before or not after or before.endswith("-") or SPACE_BY_CJK.search(f"{before[-1]} {after[0]}"):
+        return before + after
+    return f"{before} {after}"

@@ -1,5 +1,6 @@
 """Plain values that flow between the stages: documents, chunks, hits and answers."""
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -30,6 +31,12 @@ class Document:
     # The names it talks about, each a tuple of surface forms with the canonical one first; found
     # when it is indexed (`entities.extract`), so each index version carries its own list.
     entities: tuple[tuple[str, ...], ...] = ()
+    # Where each page starts in `text` (PDFs): a chunk is on the page its start falls in.
+    pages: tuple[int, ...] = ()
+
+    def page_at(self, offset: int) -> int | None:
+        """The page (1-based) that `text[offset]` is on; None for a document without pages."""
+        return bisect_right(self.pages, offset) or None if self.pages else None
 
 
 @dataclass(frozen=True)

@@ -213,10 +213,22 @@ QUOTED = {
 QUOTED_ANSWER = {**SCRIPTED_ANSWER, "answer": "第一句。[1]", "citations": [QUOTED]}
 MISPLACED = {**QUOTED, "quote": {**QUOTED["quote"], "passage_start": 1, "passage_end": 5}}
 MISPLACED_ANSWER = {**QUOTED_ANSWER, "citations": [MISPLACED]}
+# A passage of a PDF: its page, and a deep link to the page.
+PAGED = {
+    **QUOTED,
+    "text": "第一句。第二句。",
+    "section": "讨论",
+    "page": 2,
+    "url": "https://example.org/report.pdf",
+    "deep_link": "https://example.org/report.pdf#page=2",
+    "quote": {**QUOTED["quote"], "passage_start": 4, "passage_end": 8},
+}
+PAGED_ANSWER = {**QUOTED_ANSWER, "citations": [PAGED]}
 
 SCENARIOS = {
     "quote": [sse("delta", {"text": "第一句。[1]"}), sse("done", QUOTED_ANSWER)],
     "misplaced-quote": [sse("delta", {"text": "第一句。[1]"}), sse("done", MISPLACED_ANSWER)],
+    "paged": [sse("delta", {"text": "第一句。[1]"}), sse("done", PAGED_ANSWER)],
     # Two pieces a second apart, so the first is on screen before the second exists.
     "slow": [
         sse("delta", {"text": "第一句。[1]"}),

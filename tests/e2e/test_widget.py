@@ -277,3 +277,13 @@ def test_a_quote_is_marked_by_its_offsets_only_where_they_hold_and_deep_links_mu
     expect(region.locator("mark")).to_have_text(["第一句。", *quoted])  # the answer's own sentence, as before
     expect(region.get_by_role("link")).to_have_count(1)  # the article's; never the javascript: deep link
     assert page.evaluate("window.medragPwned") is None
+
+
+def test_a_pdf_citation_shows_its_page_and_links_to_it(page, site):
+    page.goto(f"{site.url}/scripted?scenario=paged&open=true")
+    message = ask(page, "第一句是什么？")
+    message.locator(".badge").first.click()
+    region = message.get_by_role("region", name="来源 1")
+    expect(region.locator(".cite-section")).to_have_text("章节：讨论 · 第 2 页")
+    link = region.get_by_role("link", name=re.compile("^定位原文"))
+    expect(link).to_have_attribute("href", "https://example.org/report.pdf#page=2")

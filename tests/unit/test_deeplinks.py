@@ -115,3 +115,10 @@ def test_the_directive_decodes_back_to_the_quote():
     directive = link.split("#:~:text=", 1)[1]
     assert set(directive) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~%,")
     assert [unquote(part) for part in directive.split(",")] == list(edges(sentence))
+
+
+def test_a_pdf_quote_links_to_its_page_not_a_text_fragment():
+    assert (
+        deep_link("https://a.example/r.pdf#x", "白鹭模型减少了候诊时间。", page=3) == "https://a.example/r.pdf#page=3"
+    )
+    assert deep_link("file:///r.pdf", "白鹭", page=3) is None

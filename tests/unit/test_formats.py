@@ -39,8 +39,9 @@ def test_kind_from_name_and_media_type(name, media_type, kind):
     "name, media_type, message",
     [
         ("a.exe", None, "unsupported file type .exe"),
-        ("a.docx", "application/pdf", "unsupported file type .docx"),
-        ("a.md", "image/png", "unsupported content type image/png"),
+        ("a.doc", "application/pdf", "unsupported file type .doc"),
+        ("a.docx", "application/pdf", "declared as application/pdf, which does not match its .docx name"),
+        ("a.md", "image/gif", "unsupported content type image/gif"),
         ("a.pdf", "text/plain", "declared as text/plain, which does not match its .pdf name"),
         ("a.html", "application/pdf", "does not match"),
         ("a.txt", "text/html", "does not match"),

@@ -75,6 +75,9 @@ class CitationOut(BaseModel):
     doc_id: str
     title: str
     section: str
+    page: int | None = Field(
+        default=None, description="PDFs: the page (from 1) the quote is on, or the passage when there is no quote."
+    )
     url: str | None = Field(description="The document's own URL; null for local files.")
     source_urls: list[str] = Field(description="URLs of the articles the passage cites.")
     text: str
@@ -90,8 +93,8 @@ class CitationOut(BaseModel):
     )
     deep_link: str | None = Field(
         default=None,
-        description="The document's URL with a text fragment (`#:~:text=`) that opens it at the quote; "
-        "null without a quote or an http(s) URL.",
+        description="The document's URL with a text fragment (`#:~:text=`) that opens it at the quote, or "
+        "for a PDF with its page (`#page=N`); null without a quote or an http(s) URL.",
     )
 
 
@@ -179,6 +182,8 @@ class DocumentIn(BaseModel):
 class ProgressOut(BaseModel):
     done: int = Field(description="Chunks embedded so far.")
     total: int = Field(description="Chunks to embed; 0 until the documents are chunked.")
+    pages_done: int = Field(default=0, description="Pages (or slides, sheets) of the file being parsed read so far.")
+    pages_total: int = Field(default=0, description="Pages of the file being parsed; 0 before parsing starts.")
 
 
 class JobOut(BaseModel):
@@ -192,7 +197,9 @@ class JobOut(BaseModel):
         "the service stopped while it was queued or running."
     )
     outcomes: dict[str, str] = Field(
-        description="Per document id: added, replaced, unchanged, duplicate of <id>, removed or reindexed."
+        description="Per document id: added, replaced, unchanged, duplicate of <id>, removed or reindexed; "
+        'per "<file> page <n>" that could not be read (no text layer and no OCR, OCR past its limits or '
+        "failing): why."
     )
     version: str | None = Field(description="The index version live after the job.")
     created_at: float
@@ -235,19 +242,24 @@ def citation_out(
     # A quote that is not where it says it is in the passage is no quote at all.
     if quote is not None and not (0 <= quote.start < quote.end and chunk.text[quote.start : quote.end] == quote.text):
         quote = None
+    quoted = quote_out(quote, chunk, document) if quote else None
+    page = None
+    if document is not None:
+        page = document.page_at(quoted.document_start if quoted and quoted.document_start is not None else chunk.start)
     return CitationOut(
         n=n,
         chunk_id=chunk.chunk_id,
         doc_id=chunk.doc_id,
         title=document.title if document else chunk.doc_id,
         section=" > ".join(chunk.section),
+        page=page,
         url=document.url if document else None,
         source_urls=list(chunk.links),
         text=chunk.text,
         score=round(hit.score, 6),
         support=None if support is None else round(support, 4),
-        quote=quote_out(quote, chunk, document) if quote else None,
-        deep_link=deeplinks.deep_link(document.url, quote.text) if quote and document else None,
+        quote=quoted,
+        deep_link=deeplinks.deep_link(document.url, quote.text, page=page) if quote and document else None,
     )
 
 
@@ -346,7 +358,7 @@ def job_out(job) -> JobOut:
         kind=job.kind,
         state=job.state,
         waiting=job.waiting,
-        progress=ProgressOut(done=job.done, total=job.total),
+        progress=ProgressOut(done=job.done, total=job.total, pages_done=job.pages_done, pages_total=job.pages_total),
         error=job.error,
         outcomes=job.outcomes,
         version=job.version,

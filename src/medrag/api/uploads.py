@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from ..corpus import SUFFIXES
 from ..errors import BadInputError, TooLargeError, UnsupportedTypeError
 from ..fetching import check_scheme
 from ..service import Text, Upload
@@ -44,7 +45,7 @@ async def read(request: Request, settings: Settings) -> dict:
     if media == "multipart/form-data":
         return {"uploads": await read_files(request, settings)}
     raise UnsupportedTypeError(
-        f"send multipart/form-data with files (.md, .txt, .html, .pdf) or application/json with "
+        f"send multipart/form-data with files ({', '.join(SUFFIXES)}) or application/json with "
         f'{{"url"}} or {{"title", "text"}}, not {media or "a body without a content type"}'
     )
 

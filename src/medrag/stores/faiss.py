@@ -454,5 +454,6 @@ def _document(record: dict) -> Document:
             **record,
             "sources": tuple(Source(**s) for s in record["sources"]),
             "entities": tuple(tuple(forms) for forms in record.get("entities", ())),
+            "pages": tuple(record.get("pages", ())),
         }
     )

@@ -322,6 +322,7 @@ class MilvusStore:
             record = json.loads("".join(pieces[i] for i in sorted(pieces)))
             record["sources"] = tuple(Source(**s) for s in record["sources"])
             record["entities"] = tuple(tuple(forms) for forms in record.get("entities", ()))
+            record["pages"] = tuple(record.get("pages", ()))
             documents[doc_id] = Document(**record)
         return documents, counts
 

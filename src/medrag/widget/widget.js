@@ -32,6 +32,7 @@
       notFound: "未找到答案",
       source: "来源",
       section: "章节：",
+      page: "第 {n} 页",
       passage: "原文段落",
       documentLink: "文档原文",
       quoteLink: "定位原文",
@@ -64,6 +65,7 @@
       notFound: "No answer found",
       source: "Source",
       section: "Section: ",
+      page: "page {n}",
       passage: "Passage",
       documentLink: "Document",
       quoteLink: "Open at the quote",
@@ -398,7 +400,10 @@
     (citation.source_urls || []).slice(0, 6).forEach(function (url) { addLink(url, t.articleLink); });
     return h("div", { class: "cite", id: id, role: "region", "aria-label": t.source + " " + citation.n, hidden: true },
       h("p", { class: "cite-title" }, "[" + citation.n + "] " + (citation.title || "")),
-      citation.section ? h("p", { class: "cite-section" }, t.section + citation.section) : null,
+      citation.section || citation.page ? h("p", { class: "cite-section" },
+        [citation.section ? t.section + citation.section : "",
+          Number.isInteger(citation.page) ? t.page.replace("{n}", String(citation.page)) : ""]
+          .filter(Boolean).join(" · ")) : null,
       passage(String(citation.text || ""), sentences, citation.quote),
       links.childNodes.length ? links : null);
   }

@@ -21,7 +21,8 @@ POSTED = {
                         "files": {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
-                            "description": "Files (.md, .txt, .html, .pdf), each as a multipart file field.",
+                            "description": "Files (.md, .txt, .html, .pdf, .docx, .pptx, .xlsx, .csv, .png, "
+                            ".jpg), each as a multipart file field.",
                         }
                     },
                     "required": ["files"],
@@ -54,12 +55,14 @@ def get_document(doc_id: str, service: ServiceDep) -> DocumentOut:
     openapi_extra=POSTED,
 )
 async def add_documents(request: Request, response: Response, settings: SettingsDep, service: ServiceDep) -> JobOut:
-    """Queue documents for indexing: multipart files (.md, .txt, .html, .pdf), JSON {url}, or JSON {title, text}.
+    """Queue documents for indexing: multipart files (.md, .txt, .html, .pdf, .docx, .pptx, .xlsx, .csv, .png,
+    .jpg), JSON {url}, or JSON {title, text}.
 
-    Cheap checks (type by name, media type and first bytes; size; count) fail this request; text and
-    markdown are parsed now too. PDF and HTML files are parsed by the job, within the limits on
-    characters, inflated bytes, pages and seconds: a file past one, or that does not parse, fails the
-    job and nothing of it is indexed. A URL is fetched by the job. Follow the job at GET /jobs/{job_id}.
+    Cheap checks (type by name, media type and first bytes; size; count; an encrypted Office file) fail
+    this request; text and markdown are parsed now too. Other files are parsed by the job, within the
+    limits on characters, inflated bytes, pages, sheet rows, memory and seconds: a file past one, or that
+    does not parse, fails the job and nothing of it is indexed; a scanned page OCR could not read is
+    listed in the job's outcomes. A URL is fetched by the job. Follow the job at GET /jobs/{job_id}.
     """
     change = await read(request, settings)
     job = await run_in_threadpool(lambda: service.add(**change))
