@@ -99,6 +99,11 @@ class Settings(BaseSettings):
 
     # Document writes over HTTP (POST/DELETE /documents) need this bearer token; unset, they are off.
     admin_token: SecretStr | None = None
+    # Read tokens for private knowledge bases (POST /kbs/{kb}/tokens) are signed with this key; unset,
+    # with one derived from the admin token (replicas sharing the admin token accept each other's).
+    token_secret: SecretStr | None = None
+    # Seconds a read token lives unless the request asks for less; no token lives longer.
+    read_token_ttl: int = Field(default=600, ge=1, le=86_400)
     max_upload_bytes: int = Field(default=20 * 2**20, ge=1)
     max_upload_files: int = Field(default=20, ge=1)
     fetch_max_bytes: int = Field(default=10 * 2**20, ge=1)
@@ -194,7 +199,7 @@ class Settings(BaseSettings):
                 )
         return origins
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "token_secret")
     @classmethod
     def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None

@@ -30,6 +30,24 @@ class Document:
     # The names it talks about, each a tuple of surface forms with the canonical one first; found
     # when it is indexed (`entities.extract`), so each index version carries its own list.
     entities: tuple[tuple[str, ...], ...] = ()
+    # Labels given when it was uploaded (`POST /documents` `tags`), for filtering questions.
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which documents a question may be answered from; every criterion given must hold, any value of a list.
+
+    `sites` match a document's publisher or its URL's host; `languages` are "zh" or "en"; the dates
+    are ISO prefixes (YYYY, YYYY-MM or YYYY-MM-DD), inclusive, against the document's own date.
+    """
+
+    doc_ids: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    date_from: str = ""
+    date_to: str = ""
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -39,18 +39,18 @@ async def read(request: Request, settings: Settings) -> dict:
         if payload.url is not None:
             check_scheme(payload.url)  # a link shown with citations must be http(s) too
         if payload.text is None:
-            return {"urls": [payload.url]}
-        return {"texts": [Text(payload.text, title=payload.title, url=payload.url)]}
+            return {"urls": [payload.url], "tags": payload.tags}
+        return {"texts": [Text(payload.text, title=payload.title, url=payload.url)], "tags": payload.tags}
     if media == "multipart/form-data":
-        return {"uploads": await read_files(request, settings)}
+        return await read_files(request, settings)
     raise UnsupportedTypeError(
         f"send multipart/form-data with files (.md, .txt, .html, .pdf) or application/json with "
         f'{{"url"}} or {{"title", "text"}}, not {media or "a body without a content type"}'
     )
 
 
-async def read_files(request: Request, settings: Settings) -> list[Upload]:
-    """Each uploaded file's name, declared media type and bytes."""
+async def read_files(request: Request, settings: Settings) -> dict:
+    """Each uploaded file's name, declared media type and bytes, and the `tags` fields' values."""
     parser = MultiPartParser(
         request.headers,
         capped(request.stream(), settings.max_upload_bytes),
@@ -73,7 +73,8 @@ async def read_files(request: Request, settings: Settings) -> list[Upload]:
         for upload in uploads:
             name = PurePosixPath((upload.filename or "upload").replace("\\", "/")).name or "upload"
             files.append(Upload(name, upload.content_type, await upload.read()))
-        return files
+        tags = [value for key, value in form.multi_items() if key == "tags" and isinstance(value, str)]
+        return {"uploads": files, "tags": tags}
     finally:
         await form.close()
 

@@ -1,11 +1,11 @@
 """The indexed documents, and adding or removing them while the service runs (as background jobs)."""
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ...jobs import Job
-from ..deps import Admin, ServiceDep, SettingsDep
-from ..schemas import DocumentIn, DocumentOut, JobOut, document_out, error_responses, job_out
+from ..deps import Admin, ServiceDep, SettingsDep, check_reader
+from ..schemas import KB_PATTERN, DocumentIn, DocumentOut, JobOut, document_out, error_responses, job_out
 from ..uploads import read
 
 router = APIRouter(tags=["documents"])
@@ -22,7 +22,13 @@ POSTED = {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
                             "description": "Files (.md, .txt, .html, .pdf), each as a multipart file field.",
-                        }
+                        },
+                        "tags": {
+                            "type": "array",
+                            "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                            "maxItems": 20,
+                            "description": "Labels for filtering questions, one per field.",
+                        },
                     },
                     "required": ["files"],
                 }
@@ -33,16 +39,21 @@ POSTED = {
 }
 
 
-@router.get("/documents", response_model=list[DocumentOut], responses=error_responses(503))
-def list_documents(service: ServiceDep) -> list[DocumentOut]:
-    """The indexed documents with their chunk counts and the articles they cite."""
-    return [document_out(info) for info in service.documents()]
+KB = Query(default="default", pattern=KB_PATTERN, description="The knowledge base.")
 
 
-@router.get("/documents/{doc_id}", response_model=DocumentOut, responses=error_responses(404, 422, 503))
-def get_document(doc_id: str, service: ServiceDep) -> DocumentOut:
+@router.get("/documents", response_model=list[DocumentOut], responses=error_responses(401, 404, 422, 503))
+def list_documents(request: Request, service: ServiceDep, kb: str = KB) -> list[DocumentOut]:
+    """A knowledge base's documents with their chunk counts and the articles they cite."""
+    check_reader(request, service, kb)
+    return [document_out(info) for info in service.documents(kb)]
+
+
+@router.get("/documents/{doc_id}", response_model=DocumentOut, responses=error_responses(401, 404, 422, 503))
+def get_document(doc_id: str, request: Request, service: ServiceDep, kb: str = KB) -> DocumentOut:
     """One document's metadata and chunk count."""
-    return document_out(service.document(doc_id))
+    check_reader(request, service, kb)
+    return document_out(service.document(doc_id, kb))
 
 
 @router.post(
@@ -53,7 +64,9 @@ def get_document(doc_id: str, service: ServiceDep) -> DocumentOut:
     dependencies=[Admin],
     openapi_extra=POSTED,
 )
-async def add_documents(request: Request, response: Response, settings: SettingsDep, service: ServiceDep) -> JobOut:
+async def add_documents(
+    request: Request, response: Response, settings: SettingsDep, service: ServiceDep, kb: str = KB
+) -> JobOut:
     """Queue documents for indexing: multipart files (.md, .txt, .html, .pdf), JSON {url}, or JSON {title, text}.
 
     Cheap checks (type by name, media type and first bytes; size; count) fail this request; text and
@@ -61,9 +74,10 @@ async def add_documents(request: Request, response: Response, settings: Settings
     characters, inflated bytes, pages and seconds: a file past one, or that does not parse, fails the
     job and nothing of it is indexed. A URL is fetched by the job. Follow the job at GET /jobs/{job_id}.
     """
+    service.shelf(kb)  # an unknown knowledge base is 404 before the body is read
     change = await read(request, settings)
-    job = await run_in_threadpool(lambda: service.add(**change))
-    return accepted(job, response)
+    job = await run_in_threadpool(lambda: service.add(**change, kb=kb))
+    return accepted(job, response, kb)
 
 
 @router.delete(
@@ -73,17 +87,17 @@ async def add_documents(request: Request, response: Response, settings: Settings
     responses=error_responses(401, 403, 404, 422, 503),
     dependencies=[Admin],
 )
-def delete_document(doc_id: str, response: Response, service: ServiceDep) -> JobOut:
+def delete_document(doc_id: str, response: Response, service: ServiceDep, kb: str = KB) -> JobOut:
     """Queue a document's removal; once the job is done no query can retrieve it."""
-    return accepted(service.remove([doc_id]), response)
+    return accepted(service.remove([doc_id], kb), response, kb)
 
 
 @router.get(
     "/jobs/{job_id}", response_model=JobOut, responses=error_responses(401, 403, 404, 422), dependencies=[Admin]
 )
-def get_job(job_id: str, service: ServiceDep) -> JobOut:
+def get_job(job_id: str, service: ServiceDep, kb: str = KB) -> JobOut:
     """A job's state (queued, running, done, failed, cancelled), progress in chunks, outcome or error."""
-    return job_out(service.job(job_id))
+    return job_out(service.job(job_id, kb))
 
 
 @router.delete(
@@ -93,13 +107,13 @@ def get_job(job_id: str, service: ServiceDep) -> JobOut:
     responses=error_responses(401, 403, 404, 409, 422),
     dependencies=[Admin],
 )
-def cancel_job(job_id: str, service: ServiceDep) -> JobOut:
+def cancel_job(job_id: str, service: ServiceDep, kb: str = KB) -> JobOut:
     """Cancel a job: a queued one never runs (now `cancelled`); a running one stops before it writes anything
     and becomes `cancelled` (follow it at GET /jobs/{job_id}). A finished job is 409.
     """
-    return job_out(service.cancel(job_id))
+    return job_out(service.cancel(job_id, kb))
 
 
-def accepted(job: Job, response: Response) -> JobOut:
-    response.headers["Location"] = f"/jobs/{job.job_id}"
+def accepted(job: Job, response: Response, kb: str = "default") -> JobOut:
+    response.headers["Location"] = f"/jobs/{job.job_id}" + ("" if kb == "default" else f"?kb={kb}")
     return job_out(job)
