@@ -250,7 +250,7 @@ class Service:
             raise BadInputError("embed_model must name a model, or be left out for the service's own")
         return self.catalog.create(record)
 
-    def delete_kb(self, kb: str) -> KnowledgeBase:
+    def delete_kb(self, kb: str, *, wait: bool = False) -> KnowledgeBase:
         """Delete a knowledge base with its documents and jobs; its index goes once its last reader is done.
 
         It disappears at once (new requests naming it are 404); its queued and running jobs are
@@ -262,7 +262,10 @@ class Service:
         self.catalog.delete(kb)
         with self._lock:
             self._shelves.pop(kb, None)
-        threading.Thread(target=self._destroy, args=(shelf,), name=f"medrag-delete-{kb}", daemon=True).start()
+        deleting = threading.Thread(target=self._destroy, args=(shelf,), name=f"medrag-delete-{kb}", daemon=True)
+        deleting.start()
+        if wait:  # the command line: the index is gone when it returns
+            deleting.join()
         return shelf.record
 
     def _destroy(self, shelf: Shelf) -> None:
@@ -605,18 +608,14 @@ class Service:
         target_settings = self.settings.model_copy(update={"store": to})
         target_catalog = catalog_for(target_settings)
         for record in FolderCatalog(self.settings.index_dir).records():
-            shelf = self.shelf(record.name)
-            with self._lock:  # no job of this service starts meanwhile
+            with self._lock:  # no knowledge base is made meanwhile
                 source = FaissStore(folder(self.settings.index_dir, record.name), self.settings.keep_versions)
                 if record.name != DEFAULT and target_catalog.get(record.name) is None:
                     target_catalog.create(record)
-                try:
-                    source.load()
-                except MedragError:
-                    if record.name == DEFAULT or source.versions():
-                        raise
-                    continue  # a knowledge base with no document yet: only its record goes
-                copied.append((record.name, indexing.migrate(source, store_for(target_settings, to, shelf.name))))
+                if record.name != DEFAULT and not source.versions():
+                    continue  # no document yet: only its record goes
+                target = store_for(target_settings, to, record.name)
+                copied.append((record.name, indexing.migrate(source, target)))
         return copied
 
     def close(self) -> None:
