@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -271,11 +271,10 @@ class Service:
     def _destroy(self, shelf: Shelf) -> None:
         runner = shelf.jobs
         if runner is not None:
-            for job in list(runner.jobs()):
-                try:
-                    runner.cancel(job.job_id)
-                except ConflictError:
-                    pass  # finished meanwhile
+            for job in runner.jobs():
+                if not job.finished.is_set():
+                    with suppress(ConflictError):  # finished meanwhile
+                        runner.cancel(job.job_id)
             runner.stop()
         with shelf.idle:
             shelf.idle.wait_for(lambda: shelf.readers == 0)

@@ -1,4 +1,4 @@
-"""Knowledge bases over HTTP against a real server: isolation, filters, /v1 model names, private ones and read tokens."""
+"""Knowledge bases over HTTP against a real server: isolation, filters, /v1 models, private ones and read tokens."""
 
 import shutil
 import time
