@@ -8,20 +8,12 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from .errors import BadInputError
 from .query import language
 from .types import Document, Filter
 
 DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
 # What a document's language is judged from: its title and the start of its text.
 SAMPLE_CHARS = 2000
-
-
-def check_date(value: str, name: str) -> str:
-    """A filter bound as given, if it is YYYY, YYYY-MM or YYYY-MM-DD."""
-    if value and not DATE.fullmatch(value):
-        raise BadInputError(f"{name}: {value!r} is not a date such as 2024, 2024-05 or 2024-05-31")
-    return value
 
 
 def span(date: str) -> tuple[str, str] | None:
