@@ -537,11 +537,16 @@ class Service:
 
     def resume_jobs(self) -> None:
         """Queue again the jobs the last run of the service left queued, in every knowledge base (at start)."""
-        for record in self.knowledge_bases():
+        try:
+            names = [record.name for record in self.knowledge_bases()]
+        except MedragError as error:  # the store is down: the service starts and reports it on each request
+            log.warning("the knowledge bases could not be listed: %s", error)
+            names = [DEFAULT]
+        for name in names:
             try:
-                self._resume(self.shelf(record.name))
+                self._resume(self.shelf(name))
             except MedragError as error:
-                log.warning("knowledge base %s: its queued jobs were not resumed: %s", record.name, error)
+                log.warning("knowledge base %s: its queued jobs were not resumed: %s", name, error)
 
     def _resume(self, shelf: Shelf) -> None:
         runner = self._runner(shelf)
