@@ -246,9 +246,24 @@ class Service:
     def create_kb(self, record: KnowledgeBase) -> KnowledgeBase:
         """Record a new, empty knowledge base; ConflictError when the name is taken."""
         check_name(record.name)
-        if record.embed_model is not None and not record.embed_model.strip():
-            raise BadInputError("embed_model must name a model, or be left out for the service's own")
-        return self.catalog.create(record)
+        if record.embed_model is not None:
+            if not record.embed_model.strip():
+                raise BadInputError("embed_model must name a model, or be left out for the service's own")
+            # Only models the operator offers: a request never makes the service fetch or load another.
+            offered = [self.settings.embed_model, *self.settings.embed_models]
+            if record.embed_model not in offered:
+                raise BadInputError(
+                    f"embed_model {record.embed_model!r} is not offered here: use one of {', '.join(offered)} "
+                    "(MEDRAG_EMBED_MODELS lists the others)"
+                )
+        created = self.catalog.create(record)
+        shelf = self.shelf(created.name)
+        settings = self.settings
+        change = indexing.start(
+            shelf.store, shelf.pipeline.embedder, size=settings.chunk_size, overlap=settings.chunk_overlap
+        )
+        self._serve(shelf, change)
+        return created
 
     def delete_kb(self, kb: str, *, wait: bool = False) -> KnowledgeBase:
         """Delete a knowledge base with its documents and jobs; its index goes once its last reader is done.
@@ -617,7 +632,7 @@ class Service:
                 if record.name != DEFAULT and target_catalog.get(record.name) is None:
                     target_catalog.create(record)
                 if record.name != DEFAULT and not source.versions():
-                    continue  # no document yet: only its record goes
+                    continue  # made before its first version was: only its record goes
                 target = store_for(target_settings, to, record.name)
                 copied.append((record.name, indexing.migrate(source, target)))
         return copied

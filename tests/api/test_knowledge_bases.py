@@ -89,6 +89,16 @@ def test_knowledge_bases_are_listed_created_once_and_named_strictly(running, cli
     for bad in ("Clinics", "a/b", "x" * 65, ""):
         assert httpx.post(f"{running.url}/kbs", json={"name": bad}, headers=AUTH).status_code == 422
     assert httpx.post(f"{running.url}/kbs", json={"name": "nope"}).status_code == 401
+    # A new one answers, with nothing, before its first document.
+    assert httpx.post(f"{running.url}/kbs", json={"name": "empty"}, headers=AUTH).status_code == 201
+    assert httpx.get(f"{running.url}/documents", params={"kb": "empty"}).json() == []
+    assert httpx.get(f"{running.url}/search", params={"q": "医院", "kb": "empty"}).json()["hits"] == []
+    nothing = ask(running, "青岚医院每月服务多少患者？", kb="empty")
+    assert nothing.status_code == 200 and nothing.json()["found"] is False
+    assert httpx.delete(f"{running.url}/kbs/empty", headers=AUTH).status_code == 202
+    # A knowledge base's model is one the operator offers (MEDRAG_EMBED_MODELS), never one a request names.
+    other = httpx.post(f"{running.url}/kbs", json={"name": "other", "embed_model": "someone/model"}, headers=AUTH)
+    assert other.status_code == 422 and "not offered here" in other.json()["detail"]
     missing = ask(running, "青岚医院每月服务多少患者？", kb="nowhere")
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
 

@@ -94,6 +94,9 @@ def with_limits(document: dict, settings: Settings) -> dict:
     content["maxLength"] = min(content["maxLength"], settings.max_request_chars)
     # The question and the user and assistant messages before it.
     schemas["ChatRequest"]["properties"]["messages"]["maxItems"] = settings.max_history_turns + 1
+    # A knowledge base's model is one the operator offers.
+    offered = sorted({settings.embed_model, *settings.embed_models})
+    schemas["KbIn"]["properties"]["embed_model"]["anyOf"][0]["enum"] = offered
     for parameter in document["paths"]["/search"]["get"]["parameters"]:
         if parameter["name"] == "q":
             parameter["schema"].update(question)

@@ -205,8 +205,8 @@ class DocumentIn(BaseModel):
     )
     title: UnicodeText = ""
     text: UnicodeText | None = None
-    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=64), Encodable]] = Field(
-        default=[], max_length=20, description="Labels for filtering questions (`filter.tags`)."
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^,]*$"), Encodable]] = Field(
+        default=[], max_length=20, description="Labels for filtering questions (`filter.tags`); no commas."
     )
 
     @model_validator(mode="after")
@@ -417,10 +417,14 @@ class KbOut(BaseModel):
     created_at: float
 
 
+# scheme://host[:port], as a browser sends it in `Origin`.
+ORIGIN_PATTERN = r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$"
+
+
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    origin: Annotated[str, StringConstraints(pattern=r"^https?://[^/\s?#]+$", max_length=300)] = Field(
+    origin: Annotated[str, StringConstraints(pattern=ORIGIN_PATTERN, max_length=300)] = Field(
         description="The web page origin (scheme://host[:port]) that may use the token."
     )
     ttl_seconds: int | None = Field(default=None, ge=1, description="Lifetime; at most MEDRAG_READ_TOKEN_TTL.")

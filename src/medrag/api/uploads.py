@@ -55,7 +55,7 @@ async def read_files(request: Request, settings: Settings) -> dict:
         request.headers,
         capped(request.stream(), settings.max_upload_bytes),
         max_files=settings.max_upload_files,
-        max_fields=20,
+        max_fields=40,  # up to 20 `tags` fields beside whatever else a client sends
     )
     try:
         form = await parser.parse()

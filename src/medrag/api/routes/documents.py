@@ -25,7 +25,7 @@ POSTED = {
                         },
                         "tags": {
                             "type": "array",
-                            "items": {"type": "string", "minLength": 1, "maxLength": 64},
+                            "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^,]*$"},
                             "maxItems": 20,
                             "description": "Labels for filtering questions, one per field.",
                         },
@@ -60,7 +60,7 @@ def get_document(doc_id: str, request: Request, service: ServiceDep, kb: str = K
     "/documents",
     status_code=202,
     response_model=JobOut,
-    responses=error_responses(401, 403, 408, 413, 415, 422, 503),
+    responses=error_responses(401, 403, 404, 408, 413, 415, 422, 503),
     dependencies=[Admin],
     openapi_extra=POSTED,
 )

@@ -20,7 +20,7 @@ def list_kbs(service: ServiceDep) -> list[KbOut]:
     "/kbs",
     status_code=201,
     response_model=KbOut,
-    responses=error_responses(401, 403, 408, 409, 422, 503),
+    responses=error_responses(400, 401, 403, 408, 409, 422, 503),
     dependencies=[Admin],
 )
 def create_kb(body: KbIn, service: ServiceDep) -> KbOut:
@@ -46,7 +46,7 @@ def delete_kb(service: ServiceDep, kb: str = NAME) -> KbOut:
     "/kbs/{kb}/tokens",
     status_code=201,
     response_model=TokenOut,
-    responses=error_responses(401, 403, 404, 408, 422),
+    responses=error_responses(400, 401, 403, 404, 408, 422),
     dependencies=[Admin],
 )
 def mint_token(body: TokenIn, service: ServiceDep, kb: str = NAME) -> TokenOut:
