@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -298,6 +299,8 @@ class Service:
                 shelf.store.destroy()
         except MedragError as error:
             log.error("knowledge base %s: its index could not be deleted: %s", shelf.name, error)
+        # Its folder (FAISS versions, or with Milvus the lock file) and its jobs go too.
+        shutil.rmtree(folder(self.settings.index_dir, shelf.name), ignore_errors=True)
 
     # Who may read a private knowledge base: the admin token, or a read token for it and the page's origin.
 

@@ -175,6 +175,36 @@ def test_the_openai_face_serves_each_knowledge_base_as_a_model(running, clinics)
     assert unknown.status_code == 404 and unknown.json()["code"] == "model_not_found"
 
 
+def test_a_write_waiting_in_one_knowledge_base_holds_up_no_reader_of_any(running, clinics):
+    from medrag.stores import FaissStore
+
+    # Another writer (as `medrag add` would) holds the clinics index while a document is posted to it.
+    with FaissStore(running.index_dir / "kbs" / "clinics").lock():
+        posted = httpx.post(
+            f"{running.url}/documents",
+            params={"kb": "clinics"},
+            json={"title": "t", "text": "# 新\n新的内容。"},
+            headers=AUTH,
+        )
+        assert posted.status_code == 202
+        for _ in range(300):
+            job = httpx.get(f"{running.url}/jobs/{posted.json()['job_id']}", params={"kb": "clinics"}, headers=AUTH)
+            if job.json()["waiting"]:
+                break
+            time.sleep(0.1)
+        assert job.json()["waiting"] is True and job.json()["state"] == "running"
+        # Meanwhile questions to it and to the others are answered.
+        assert ask(running, "青岚医院的远程会诊平台每月服务多少患者？", kb="clinics").json()["found"] is True
+        assert ask(running, "MedGPT有多少参数？").json()["found"] is True
+    assert finished(running, posted.json(), "clinics")["state"] == "done"
+    removed = httpx.delete(
+        f"{running.url}/documents/{next(iter(finished(running, posted.json(), 'clinics')['outcomes']))}",
+        params={"kb": "clinics"},
+        headers=AUTH,
+    )
+    assert removed.status_code == 202 and finished(running, removed.json(), "clinics")["state"] == "done"
+
+
 def test_a_private_knowledge_base_needs_a_read_token_for_its_origin(running, clinics):
     created = httpx.post(f"{running.url}/kbs", json={"name": "pharmacy", "private": True}, headers=AUTH)
     assert created.status_code == 201 and created.json()["private"] is True
