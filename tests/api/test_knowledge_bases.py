@@ -1,5 +1,6 @@
 """Knowledge bases over HTTP against a real server: isolation, filters, /v1 models, private ones and read tokens."""
 
+import json
 import shutil
 import time
 
@@ -135,6 +136,13 @@ def test_a_filtered_question_is_answered_only_from_the_documents_it_names(runnin
     assert excluded["found"] is False and excluded["citations"] == []
     nothing = ask(running, question, kb="clinics", filter={"tags": ["no-such-tag"]})
     assert nothing.status_code == 200 and nothing.json()["found"] is False  # excluding everything is no error
+    streamed = httpx.post(
+        f"{running.url}/ask/stream",
+        json={"question": question, "kb": "clinics", "filter": {"tags": ["telecare"]}},
+        timeout=60,
+    ).text
+    done = json.loads(streamed.split("event: done\ndata: ")[1].split("\n")[0])
+    assert done["found"] is True and {c["doc_id"] for c in done["citations"]} == {clinics["qinglan"]}
     by_tag = ask(running, question, kb="clinics", filter={"tags": ["telecare"], "sites": ["qinglan.example"]}).json()
     assert by_tag["found"] is True and {c["doc_id"] for c in by_tag["citations"]} == {clinics["qinglan"]}
 
