@@ -33,6 +33,19 @@ def filter_case(context, case) -> bool:
 QUEUED_DELETES = {"/documents/{doc_id}", "/jobs/{job_id}"}
 
 
+def multipart_type_change(failure, case) -> bool:
+    """A "wrong type" multipart field: multipart sends every field as text, so an object or a number
+    given as a `tags` field arrives as the string it was written as, which is a valid tag."""
+    return (
+        failure.code == "ST201"
+        and case.operation.path == "/documents"
+        and "Incorrect type" in str(getattr(failure, "message", "")) + str(getattr(failure, "title", ""))
+        and (case.media_type or "").startswith("multipart/")
+    )
+
+
 @schemathesis.hook
 def filter_failure(context, failure, case, response) -> bool:
+    if multipart_type_change(failure, case):
+        return False
     return not (failure.code == "ST301" and case.method.upper() == "GET" and case.operation.path in QUEUED_DELETES)

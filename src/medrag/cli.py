@@ -1,4 +1,4 @@
-"""The `medrag` command: ingest, add, remove, reindex, migrate, verify, repair, ask, serve, eval.
+"""The `medrag` command: ingest, add, remove, reindex, migrate, verify, repair, ask, serve, eval, kb.
 
 Thin: parse the arguments, call the service, print what it returns.
 """
@@ -77,6 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--url", help="score a running server at this base URL instead of the local index")
     evaluate.add_argument("--json", type=Path, dest="json_path", help="also write the results as JSON here")
 
+    knowledge = commands.add_parser("kb", help="list, create or delete knowledge bases")
+    actions = knowledge.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="every knowledge base, default first")
+    create = actions.add_parser("create", help="create an empty knowledge base")
+    create.add_argument("name", help="1 to 64 characters of a-z, 0-9, _ and -")
+    create.add_argument("--title", default="")
+    create.add_argument("--description", default="")
+    create.add_argument("--embed-model", default=None, help="its embedding model (default: MEDRAG_EMBED_MODEL)")
+    create.add_argument("--private", action="store_true", help="reading it needs the admin token or a read token")
+    delete = actions.add_parser("delete", help="delete a knowledge base with its documents")
+    delete.add_argument("name")
+    for command in commands.choices.values():
+        command.add_argument("--kb", default="default", help="the knowledge base (default: default)")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faiss").setLevel(logging.WARNING)
@@ -93,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             "ask": run_ask,
             "serve": run_serve,
             "eval": run_eval,
+            "kb": run_kb,
         }
         return runners[args.command](args, settings)
     except MedragError as error:
@@ -145,7 +160,7 @@ def report(outcomes: dict[str, str], version: str | None) -> None:
 
 
 def run_ingest(args, settings: Settings) -> int:
-    job = service_for(settings).add(paths=args.paths or [settings.corpus_dir])
+    job = service_for(settings).add(paths=args.paths or [settings.corpus_dir], kb=args.kb)
     outcomes = follow(job)
     report(outcomes, job.version)
     loaded = sum(not outcome.startswith("failed: ") for outcome in outcomes.values())
@@ -173,7 +188,7 @@ def run_add(args, settings: Settings) -> int:
         urls += cited_sources(settings)
     if not (urls or paths):
         raise BadInputError("nothing to add: name files, folders or URLs, or use --cited")
-    job = service_for(settings).add(paths=paths, urls=urls)
+    job = service_for(settings).add(paths=paths, urls=urls, kb=args.kb)
     try:
         outcomes = follow(job)
     except MedragError:
@@ -186,43 +201,43 @@ def run_add(args, settings: Settings) -> int:
 
 
 def run_remove(args, settings: Settings) -> int:
-    job = service_for(settings).remove(args.doc_ids)
+    job = service_for(settings).remove(args.doc_ids, args.kb)
     report(follow(job), job.version)
     return 0
 
 
 def run_reindex(args, settings: Settings) -> int:
     service = service_for(settings)
-    job = service.build_if_missing()
+    job = service.build_if_missing() if args.kb == "default" else None
     if job is not None:
         print(f"no index yet: building it from {settings.corpus_dir}/", file=sys.stderr)
     else:
-        job = service.reindex()
+        job = service.reindex(args.kb)
     report(follow(job), job.version)
     return 0
 
 
 def run_migrate(args, settings: Settings) -> int:
-    migration = service_for(settings).migrate(args.target)
-    print(
-        f"copied {migration.documents} document(s) and {migration.chunks} chunk(s) from {migration.source} "
-        f"to {args.target}; live version: {migration.version}",
-        file=sys.stderr,
-    )
+    for kb, migration in service_for(settings).migrate(args.target):
+        print(
+            f"{kb}: copied {migration.documents} document(s) and {migration.chunks} chunk(s) from "
+            f"{migration.source} to {args.target}; live version: {migration.version}",
+            file=sys.stderr,
+        )
     if settings.store != args.target:
         print(f"set MEDRAG_STORE={args.target} to serve from it", file=sys.stderr)
     return 0
 
 
-def store_for(settings: Settings):
+def store_for(settings: Settings, kb: str = "default"):
     """The configured store alone: checking and repairing versions needs no model."""
     from .service import store_for
 
-    return store_for(settings)
+    return store_for(settings, kb=kb)
 
 
 def run_verify(args, settings: Settings) -> int:
-    states = store_for(settings).verify()
+    states = store_for(settings, args.kb).verify()
     for state in states:
         print(f"{state.version}  {'ok' if state.problem is None else 'damaged'}{'  (live)' if state.live else ''}")
         if state.problem is not None:
@@ -235,13 +250,13 @@ def run_verify(args, settings: Settings) -> int:
 
 
 def run_repair(args, settings: Settings) -> int:
-    version = store_for(settings).repair()
+    version = store_for(settings, args.kb).repair()
     print(f"live version: {version}", file=sys.stderr)
     return 0
 
 
 def run_ask(args, settings: Settings) -> int:
-    reply = service_for(settings).ask(args.question, top_k=args.top_k)
+    reply = service_for(settings).ask(args.question, top_k=args.top_k, kb=args.kb)
     answer = reply.answer
     print(answer.text)
     for citation in answer.citations:
@@ -263,7 +278,7 @@ def run_eval(args, settings: Settings) -> int:
     modes = args.retriever or ["hybrid"]
     reports = {}
     for mode in modes:
-        ask, search = _remote(args.url, mode) if args.url else _local(settings, mode)
+        ask, search = _remote(args.url, mode, args.kb) if args.url else _local(settings, mode, args.kb)
         reports[mode] = evaluate(items, ask, search)
     print(format_table({mode: report.summary() for mode, report in reports.items()}))
     for mode, report in reports.items():
@@ -278,36 +293,53 @@ def run_eval(args, settings: Settings) -> int:
     return 0
 
 
-def _local(settings: Settings, mode: str):
+def _local(settings: Settings, mode: str, kb: str = "default"):
     from .evaluation import ask_reply, search_results
 
     service = service_for(settings)
 
     def ask(question: str) -> dict:
-        return ask_reply(service.ask(question, mode=mode))
+        return ask_reply(service.ask(question, mode=mode, kb=kb))
 
     def search(question: str, k: int) -> list[dict]:
-        return search_results(service.search(question, k=k, mode=mode))
+        return search_results(service.search(question, k=k, mode=mode, kb=kb))
 
     return ask, search
 
 
-def _remote(url: str, mode: str):
+def _remote(url: str, mode: str, kb: str = "default"):
     import httpx
 
     client = httpx.Client(base_url=url.rstrip("/"), timeout=60)
 
     def ask(question: str) -> dict:
-        response = client.post("/ask", json={"question": question, "retriever": mode})
+        response = client.post("/ask", json={"question": question, "retriever": mode, "kb": kb})
         response.raise_for_status()
         return response.json()
 
     def search(question: str, k: int) -> list[dict]:
-        response = client.get("/search", params={"q": question, "k": k, "mode": mode})
+        response = client.get("/search", params={"q": question, "k": k, "mode": mode, "kb": kb})
         response.raise_for_status()
         return response.json()["hits"]
 
     return ask, search
+
+
+def run_kb(args, settings: Settings) -> int:
+    from .stores.catalog import KnowledgeBase
+
+    service = service_for(settings)
+    if args.action == "create":
+        record = KnowledgeBase(args.name, args.title, args.description, args.embed_model, args.private)
+        service.create_kb(record)
+        print(f"created knowledge base {args.name}; add documents with `medrag add --kb {args.name} PATH`")
+    elif args.action == "delete":
+        service.delete_kb(args.name, wait=True)
+        print(f"deleted knowledge base {args.name}")
+    else:
+        for record in service.knowledge_bases():
+            print(f"{record.name}\t{'private' if record.private else 'public'}\t{record.title}")
+    return 0
 
 
 def run_serve(args, settings: Settings) -> int:

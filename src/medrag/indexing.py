@@ -181,6 +181,20 @@ def sentence_vectors(embedder: Embedder, chunks: Sequence[Chunk]) -> list[np.nda
     return [matrix[end - len(own) : end] for own, end in zip(texts, ends, strict=True)]
 
 
+def start(target: Store, embedder: Embedder, *, size: int, overlap: int) -> Change:
+    """An empty first version, so a new knowledge base answers (with nothing) before its first document."""
+    manifest = Manifest(
+        model_id=embedder.model_id,
+        dim=embedder.dim,
+        chunker={"size": size, "overlap": overlap},
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    empty = np.zeros((0, embedder.dim), dtype=np.float32)
+    with target.lock():
+        view = target.write(None, add=[], chunks=[], vectors=empty, sentences=[], remove=set(), manifest=manifest)
+    return Change(view.version, {}, view)
+
+
 @dataclass(frozen=True)
 class Migration:
     """What `migrate` copied, and the target's live version after it."""

@@ -147,6 +147,11 @@ class JobRunner:
         self._finish(job)
         return job
 
+    def jobs(self) -> list[Job]:
+        """Every job held, oldest first."""
+        with self._lock:
+            return list(self._jobs.values())
+
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import query
+from . import filters, query
 from .answering import Answerer, ExtractiveAnswerer
 from .conversation import standalone
 from .embedding import Embedder
@@ -24,7 +24,7 @@ from .generation import GenerativeAnswerer
 from .llm import ChatClient
 from .retrieval import Mode, Retriever
 from .stores import IndexView, Store
-from .types import Answer, Hit, Query, Question, Turn
+from .types import Answer, Filter, Hit, Query, Question, Turn
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +177,13 @@ class Pipeline:
                 raise BadInputError(f"a history turn's role must be 'user' or 'assistant', not {turn.role!r}")
         return tuple(turn for turn in history if turn.content.strip())
 
-    def search(self, snapshot: Snapshot, question: str, k: int | None, mode: Mode) -> list[Hit]:
+    def search(
+        self, snapshot: Snapshot, question: str, k: int | None, mode: Mode, wanted: Filter | None = None
+    ) -> list[Hit]:
         analysed = query.analyse(self.check_question(question), snapshot.lexicon)
+        allowed = filters.allowed(snapshot.index.documents, wanted)
         vector = None if mode == "bm25" else self.query_vector(analysed)
-        return snapshot.retriever.search(analysed, k or self.options.top_k, mode, query_vector=vector)
+        return snapshot.retriever.search(analysed, k or self.options.top_k, mode, query_vector=vector, allowed=allowed)
 
     def query_vector(self, analysed: Query) -> np.ndarray:
         """The question's embedding; repeated questions (same normalised text) come from a bounded LRU.
@@ -210,11 +213,16 @@ class Pipeline:
         history: Sequence[Turn],
         *,
         incremental: bool,
+        wanted: Filter | None = None,
     ) -> Iterator[str | Answer]:
-        """Pieces of the answer as they are written, then the `Answer`; bad input fails here, before any piece."""
+        """Pieces of the answer as they are written, then the `Answer`; bad input fails here, before any piece.
+
+        With a filter, only the documents it lets through are searched; none at all is a refusal, not an error.
+        """
         question = self.check_question(question)
         history = self.check_history(history, question)
-        return self._stream(snapshot, question, history, top_k or self.options.top_k, mode, incremental)
+        allowed = filters.allowed(snapshot.index.documents, wanted)
+        return self._stream(snapshot, question, history, top_k or self.options.top_k, mode, incremental, allowed)
 
     def _stream(
         self,
@@ -224,6 +232,7 @@ class Pipeline:
         top_k: int,
         mode: Mode,
         incremental: bool,
+        allowed: frozenset[str] | None = None,
     ) -> Iterator[str | Answer]:
         started = time.perf_counter()
         text = standalone(
@@ -237,7 +246,7 @@ class Pipeline:
         rewritten = time.perf_counter()
         vector = self.query_vector(analysed)
         embedded = time.perf_counter()
-        hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector)
+        hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector, allowed=allowed)
         retrieved = time.perf_counter()
         asked = Question(question, analysed, history)
         for item in snapshot.answerer.stream(asked, hits, vector, incremental=incremental):

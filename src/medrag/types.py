@@ -33,10 +33,28 @@ class Document:
     entities: tuple[tuple[str, ...], ...] = ()
     # Where each page starts in `text` (PDFs): a chunk is on the page its start falls in.
     pages: tuple[int, ...] = ()
+    # Labels given when it was uploaded (`POST /documents` `tags`), for filtering questions.
+    tags: tuple[str, ...] = ()
 
     def page_at(self, offset: int) -> int | None:
         """The page (1-based) that `text[offset]` is on; None for a document without pages."""
         return bisect_right(self.pages, offset) or None if self.pages else None
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which documents a question may be answered from; every criterion given must hold, any value of a list.
+
+    `sites` match a document's publisher or its URL's host; `languages` are "zh" or "en"; the dates
+    are ISO prefixes (YYYY, YYYY-MM or YYYY-MM-DD), inclusive, against the document's own date.
+    """
+
+    doc_ids: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    date_from: str = ""
+    date_to: str = ""
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,9 @@ def test_ask_answers_with_a_citation_to_the_passage_and_the_cited_article(server
         "support",
         "quote",
         "deep_link",
+        "page",
     }
+    assert first["page"] is None  # the report is Markdown: no pages
     assert f"[{first['n']}]" in body["answer"]
     assert SOHU in first["source_urls"]
     assert first["url"] is None  # the report is a local file

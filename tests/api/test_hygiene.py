@@ -193,7 +193,7 @@ def test_openapi_describes_the_real_errors_and_bodies(served):
             assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (method, path, status)
     body = spec["paths"]["/documents"]["post"]["requestBody"]["content"]
     assert body["multipart/form-data"]["schema"]["properties"]["files"]["items"]["format"] == "binary"
-    assert set(body["application/json"]["schema"]["properties"]) == {"url", "title", "text"}
+    assert set(body["application/json"]["schema"]["properties"]) == {"url", "title", "text", "tags"}
 
 
 def test_error_bodies_match_the_documented_shape(served):

@@ -119,7 +119,7 @@ class Gate:
 def gated(client) -> Gate:
     service = client.app.state.service
     gate = Gate(service.embedder)
-    service._writer_embedder = gate
+    service._embedders[(service.settings.embed_model, False)] = gate  # the writer's encoder
     return gate
 
 

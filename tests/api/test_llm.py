@@ -389,7 +389,7 @@ def client(llm_server):
 
 
 def test_the_openai_client_holds_a_two_turn_conversation(client, fake):
-    assert [m.id for m in client.models.list()] == ["medrag"]
+    assert [m.id for m in client.models.list()] == ["medrag", "medrag/default"]  # one per knowledge base
     messages = [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "MedGPT是哪家公司发布的？"},
@@ -417,7 +417,8 @@ def test_the_openai_client_gets_clear_errors(client):
     with pytest.raises(openai.NotFoundError) as error:
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
     assert error.value.body == {
-        "detail": "there is no model 'gpt-4o'; medrag serves one model, 'medrag'",
+        "detail": "there is no model 'gpt-4o'; medrag serves 'medrag' and medrag/<kb> for each knowledge base "
+        "(GET /v1/models lists them)",
         "code": "model_not_found",
     }
     with pytest.raises(openai.UnprocessableEntityError):

@@ -19,6 +19,7 @@ import pytest
 
 from medrag import corpus, indexing
 from medrag.settings import Settings
+from medrag.stores.catalog import FolderCatalog, KnowledgeBase, folder
 
 from ..conftest import DATA, ROOT, Server, free_port
 
@@ -63,6 +64,11 @@ QINGLAN = (
 )
 
 
+NIGHT_WARD = "# 夜班交接\n\n夜班护士在早上七点半向白班护士交接病房记录。"
+PHARMACY = "# 白桦医院药房\n\n白桦医院药房的自动发药机每小时能发出600份处方。"
+ADMIN_TOKEN = "widget-admin-token"
+
+
 @pytest.fixture(scope="session")
 def widget_index(real_index, real_embedder, tmp_path_factory) -> Path:
     """The real index plus tests/data/widget/zorvex.md, whose text contains <img> and <script> markup, and QINGLAN."""
@@ -76,6 +82,17 @@ def widget_index(real_index, real_embedder, tmp_path_factory) -> Path:
         size=settings.chunk_size,
         overlap=settings.chunk_overlap,
     )
+    # Two more knowledge bases for `data-kb`: a public one and a private one (read with `data-token`).
+    catalog = FolderCatalog(root)
+    for name, text, private in (("night-ward", NIGHT_WARD, False), ("pharmacy", PHARMACY, True)):
+        catalog.create(KnowledgeBase(name, title=name, private=private))
+        indexing.update(
+            folder(root, name),
+            real_embedder,
+            add=[corpus.from_text(text, path=f"{name}.md")],
+            size=settings.chunk_size,
+            overlap=settings.chunk_overlap,
+        )
     return root
 
 
@@ -87,7 +104,8 @@ def site_ports() -> tuple[int, int]:
 
 @pytest.fixture(scope="session")
 def medrag_server(widget_index, site_ports):
-    running = Server(widget_index, env={"MEDRAG_CORS_ORIGINS": f"http://127.0.0.1:{site_ports[0]}"}).wait()
+    env = {"MEDRAG_CORS_ORIGINS": f"http://127.0.0.1:{site_ports[0]}", "MEDRAG_ADMIN_TOKEN": ADMIN_TOKEN}
+    running = Server(widget_index, env=env).wait()
     yield running
     running.stop()
 

@@ -12,12 +12,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from medrag import corpus, indexing
+from medrag import corpus, filters, indexing
 from medrag.chunking import reader_sentences, searchable_text, sentence_context
 from medrag.embedding import FakeEmbedder
 from medrag.errors import ConfigError, IndexMismatchError, IndexMissingError
 from medrag.lexical import tokenize
-from medrag.stores import FaissStore
+from medrag.service import store_for
+from medrag.settings import Settings
+from medrag.types import Filter
 
 WHALE = "# 蓝鲸\n蓝鲸是地球上最大的动物，体长可达三十米。蓝鲸主要以磷虾为食，每天能吃四吨。"
 FALCON = "# 游隼\n游隼是飞行速度最快的鸟类，俯冲时速超过三百公里。游隼在悬崖上筑巢。"
@@ -29,25 +31,36 @@ class OtherModel(FakeEmbedder):
     model_id = "fake/other-model"
 
 
-@pytest.fixture(params=TARGETS)
-def target(request, tmp_path):
-    if request.param == "faiss":
-        yield FaissStore(tmp_path / "index")
-        return
-    from medrag.stores.milvus import MilvusStore
+KNOWLEDGE_BASES = ["default", "ward-7"]
 
-    if request.param == "milvus-lite":
-        uri = str(tmp_path / "milvus.db")
-    else:
-        uri = request.getfixturevalue("milvus_server").uri
-    # A collection of its own per test, so tests on the shared server never see each other's data.
-    store = MilvusStore(uri, f"contract_{secrets.token_hex(4)}", lock_dir=tmp_path / "index")
-    yield store
+
+def settings_for(request, tmp_path, kind: str, collection: str) -> Settings:
+    """Settings for a store of this kind, reached as the service reaches it (`store_for`)."""
+    if kind == "faiss":
+        return Settings(index_dir=tmp_path / "index")
+    uri = str(tmp_path / "milvus.db") if kind == "milvus-lite" else request.getfixturevalue("milvus_server").uri
+    return Settings(index_dir=tmp_path / "index", store="milvus", milvus_uri=uri, milvus_collection=collection)
+
+
+def release(store, kind: str) -> None:
+    if kind == "faiss":
+        return
     store.client.close()
-    if request.param == "milvus-lite":
+    if kind == "milvus-lite":
         from milvus_lite.server_manager import server_manager_instance
 
-        server_manager_instance.release_server(uri)
+        server_manager_instance.release_server(store.uri)
+
+
+@pytest.fixture(params=[(kind, kb) for kind in TARGETS for kb in KNOWLEDGE_BASES], ids="-".join)
+def target(request, tmp_path):
+    """Each store target, as the `default` knowledge base and as another one beside it."""
+    kind, kb = request.param if isinstance(request.param, tuple) else (request.param, "default")
+    # A collection of its own per test, so tests on the shared server never see each other's data.
+    settings = settings_for(request, tmp_path, kind, f"contract_{secrets.token_hex(4)}")
+    store = store_for(settings, kb=kb)
+    yield store
+    release(store, kind)
 
 
 def update(target, embedder=None, **change):
@@ -199,7 +212,7 @@ def test_an_empty_index_answers_every_search_with_nothing(target):
     assert view.term_statistics(["蓝鲸"]) == (0, {"蓝鲸": 0})
 
 
-@pytest.mark.parametrize("target", ["milvus-lite"], indirect=True)
+@pytest.mark.parametrize("target", [("milvus-lite", "ward-7")], indirect=True)
 def test_milvus_refuses_a_chunk_over_its_limits_before_writing_anything(target):
     whale = corpus.from_text(WHALE, path="whale.md")
     before = update(target, add=[whale]).version
@@ -234,3 +247,70 @@ def test_sentence_vectors_are_made_at_index_time_and_carried_over_by_later_write
         whale_chunks + falcon_chunks, view.sentence_vectors(whale_chunks + falcon_chunks), strict=True
     ):
         np.testing.assert_allclose(vectors, expected(chunk), atol=1e-6)
+
+
+def test_filters_keep_every_search_to_the_documents_they_let_through(target):
+    whale, falcon, heron = documents((WHALE, "whale.md"), (FALCON, "falcon.md"), (HERON, "heron.md"))
+    whale = replace(whale, tags=("sea",), publisher="海洋馆", date="2023-05", url="https://ocean.example/whale")
+    falcon = replace(falcon, tags=("sky", "bird"), date="2024")
+    heron = replace(heron, tags=("bird",), date="2024-11-02", url="https://www.birds.example/heron")
+    update(target, add=[whale, falcon, heron])
+    view = target.load()
+    assert view.documents[falcon.doc_id].tags == ("sky", "bird")  # tags round-trip
+    question = "鸟类 飞行 蓝鲸 磷虾"
+    vector = FakeEmbedder().embed([question], query=True)[0]
+    every = chunked([whale, falcon, heron])
+    terms = set(tokenize(question))
+    cases = [
+        (Filter(tags=("bird",)), {falcon, heron}),
+        (Filter(sites=("birds.example",)), {heron}),
+        (Filter(sites=("海洋馆", "nowhere.example")), {whale}),
+        (Filter(date_from="2024"), {falcon, heron}),
+        (Filter(date_to="2024-06"), {whale, falcon}),
+        (Filter(date_from="2024-11-01", date_to="2024-11-30"), {falcon, heron}),  # "2024" spans the year
+        (Filter(date_from="2024-12-01"), {falcon}),
+        (Filter(doc_ids=(whale.doc_id, heron.doc_id), tags=("bird",)), {heron}),
+        (Filter(languages=("zh",)), {whale, falcon, heron}),
+        (Filter(languages=("en",)), set()),
+        (Filter(doc_ids=("no-such-document",)), set()),
+    ]
+    for wanted, expected in cases:
+        allowed = filters.allowed(view.documents, wanted)
+        assert allowed == {d.doc_id for d in expected}, wanted
+        kept = [(c, d) for c, d in every if d.doc_id in allowed]
+        # Dense: every allowed chunk (k is larger than the index), scored as brute force scores it.
+        dense = view.dense_search(vector, 20, allowed=allowed)
+        brute = {c.chunk_id: float(FakeEmbedder().embed([searchable_text(c, d)])[0] @ vector) for c, d in kept}
+        assert {h.chunk.chunk_id for h in dense} == set(brute), wanted
+        assert all(h.score == pytest.approx(brute[h.chunk.chunk_id], abs=1e-4) for h in dense)
+        # Lexical: exactly the allowed chunks that hold a term of the question.
+        lexical = view.lexical_search(question, 20, allowed=allowed)
+        holding = {c.chunk_id for c, d in kept if terms & set(tokenize(searchable_text(c, d)))}
+        assert {h.chunk.chunk_id for h in lexical} == holding, wanted
+        hybrid = view.hybrid_search(question, vector, 20, depth=50, rrf_k=10, allowed=allowed)
+        assert {h.chunk.chunk_id for h in hybrid} == set(brute) | holding, wanted
+    assert len(view.dense_search(vector, 20, allowed=None)) == len(every)  # no filter: everything
+
+
+@pytest.mark.parametrize("kind", TARGETS)
+def test_knowledge_bases_on_one_store_never_see_each_other_and_go_alone(request, tmp_path, kind):
+    settings = settings_for(request, tmp_path, kind, f"contract_{secrets.token_hex(4)}")
+    shipped, ward = store_for(settings, kb="default"), store_for(settings, kb="ward-7")
+    try:
+        whale, falcon = documents((WHALE, "whale.md"), (FALCON, "falcon.md"))
+        update(shipped, add=[whale])
+        update(ward, add=[falcon])
+        live = shipped.live_version()
+        assert list(shipped.load().documents) == [whale.doc_id] and list(ward.load().documents) == [falcon.doc_id]
+        assert shipped.load().lexical_search("游隼 俯冲", 5) == [] and ward.load().lexical_search("蓝鲸 磷虾", 5) == []
+        vector = FakeEmbedder().embed(["游隼"], query=True)[0]
+        assert {h.chunk.doc_id for h in shipped.load().dense_search(vector, 10)} == {whale.doc_id}
+        with ward.lock():
+            ward.destroy()
+        assert ward.live_version() is None
+        with pytest.raises(IndexMissingError):
+            ward.load()
+        assert shipped.live_version() == live and list(shipped.load().documents) == [whale.doc_id]
+    finally:
+        release(ward, kind)
+        release(shipped, kind)

@@ -43,10 +43,16 @@ def milvus_env(milvus_server, real_index, tmp_path_factory) -> dict[str, str]:
         "MEDRAG_MILVUS_URI": milvus_server.uri,
         "MEDRAG_MILVUS_COLLECTION": f"service_{secrets.token_hex(4)}",
     }
+    # A second knowledge base on FAISS, which the migration copies too (record, documents, vectors).
+    assert medrag("kb", "create", "wards", "--title", "Wards", env=env).returncode == 0
+    added = medrag("add", "--kb", "wards", str(DATA / "widget"), env=env)
+    assert added.returncode == 0, added.stderr
     migrated = medrag("migrate", "--to", "milvus", env=env)
     assert migrated.returncode == 0, migrated.stderr
     source = store.load(index_dir)
-    assert f"copied 1 document(s) and {len(source.chunks)} chunk(s)" in migrated.stderr
+    assert f"default: copied 1 document(s) and {len(source.chunks)} chunk(s)" in migrated.stderr
+    wards = store.load(index_dir / "kbs" / "wards")
+    assert f"wards: copied {len(wards.documents)} document(s) and {len(wards.chunks)} chunk(s)" in migrated.stderr
     assert "set MEDRAG_STORE=milvus to serve from it" in migrated.stderr
     return {**env, "MEDRAG_STORE": "milvus"}
 
@@ -125,6 +131,51 @@ def test_a_document_added_through_one_replica_is_answered_by_the_other(replicas)
     assert httpx.get(f"{reader.url}/healthz", timeout=10).json()["index"]["version"] == job["version"]
     listed = {d["doc_id"]: d for d in httpx.get(f"{reader.url}/documents", timeout=10).json()}
     assert len(listed) == 2 and all(d["chunks"] >= 1 for d in listed.values())
+
+
+def test_every_knowledge_base_is_migrated_and_seen_by_every_replica(replicas, milvus_env):
+    writer, reader = replicas
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert [kb["name"] for kb in httpx.get(f"{reader.url}/kbs", timeout=10).json()] == ["default", "wards"]
+    answer = httpx.post(f"{reader.url}/ask", json={"question": "Zorvex 的推荐剂量是多少？", "kb": "wards"}, timeout=60)
+    assert answer.json()["found"] is True and "5 毫克" in answer.json()["answer"], answer.text
+    assert (
+        httpx.post(f"{reader.url}/ask", json={"question": "Zorvex 的推荐剂量是多少？"}, timeout=60).json()["found"]
+        is False
+    )
+    # A knowledge base made through one replica is served by the other, from collections behind its own alias.
+    assert httpx.post(f"{writer.url}/kbs", json={"name": "night-shift"}, headers=auth, timeout=30).status_code == 201
+    text = "# 夜班交接\n夜班护士在早上七点半向白班护士交接病房记录。"
+    created = httpx.post(
+        f"{writer.url}/documents", params={"kb": "night-shift"}, json={"title": "夜班交接", "text": text}, headers=auth
+    )
+    assert created.status_code == 202, created.text
+    deadline = time.monotonic() + 60
+    while (job := httpx.get(f"{writer.url}{created.headers['Location']}", headers=auth, timeout=10).json())[
+        "state"
+    ] != "done":
+        assert job["state"] != "failed" and time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert "night-shift" in [kb["name"] for kb in httpx.get(f"{reader.url}/kbs", timeout=10).json()]
+    asked = {"question": "夜班护士在几点交接病房记录？", "kb": "night-shift"}
+    answer = httpx.post(f"{reader.url}/ask", json=asked, timeout=60).json()
+    assert answer["found"] is True and "七点半" in answer["answer"], answer
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=milvus_env["MEDRAG_MILVUS_URI"])
+    aliases = client.list_aliases().get("aliases", [])
+    name = milvus_env["MEDRAG_MILVUS_COLLECTION"]
+    assert {name, f"{name}_kb_wards", f"{name}_kb_night_1shift"} <= set(aliases)
+    # Deleting it through one replica drops its collections and leaves the others' alone.
+    before = client.describe_collection(name)["collection_name"]
+    assert httpx.delete(f"{writer.url}/kbs/night-shift", headers=auth, timeout=30).status_code == 202
+    while [c for c in client.list_collections() if c.startswith(f"{name}_kb_night_1shift")]:
+        assert time.monotonic() < deadline + 60, "the deleted knowledge base's collections are still there"
+        time.sleep(0.2)
+    assert f"{name}_kb_night_1shift" not in client.list_aliases().get("aliases", [])
+    assert client.describe_collection(name)["collection_name"] == before
+    assert "night-shift" not in [kb["name"] for kb in httpx.get(f"{reader.url}/kbs", timeout=10).json()]
+    client.close()
 
 
 def test_migrate_without_a_milvus_says_what_to_set(real_index, tmp_path):

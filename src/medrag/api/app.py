@@ -11,7 +11,7 @@ from ..errors import MedragError
 from ..service import Service
 from ..settings import Settings
 from . import errors, middleware
-from .routes import ask, chat, documents, feedback, health, widget
+from .routes import ask, chat, documents, feedback, health, kbs, widget
 from .timeouts import BodyTimeout
 
 log = logging.getLogger("medrag.api")
@@ -50,11 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Content-Type"],
+            allow_headers=["Content-Type", "Authorization"],  # a private knowledge base's read token
             expose_headers=["X-Request-ID", "Retry-After"],
             max_age=600,
         )
-    for module in (ask, chat, feedback, health, widget, documents):
+    for module in (ask, chat, feedback, health, widget, documents, kbs):
         app.include_router(module.router)
 
     def openapi() -> dict:
@@ -94,6 +94,9 @@ def with_limits(document: dict, settings: Settings) -> dict:
     content["maxLength"] = min(content["maxLength"], settings.max_request_chars)
     # The question and the user and assistant messages before it.
     schemas["ChatRequest"]["properties"]["messages"]["maxItems"] = settings.max_history_turns + 1
+    # A knowledge base's model is one the operator offers.
+    offered = sorted({settings.embed_model, *settings.embed_models})
+    schemas["KbIn"]["properties"]["embed_model"]["anyOf"][0]["enum"] = offered
     for parameter in document["paths"]["/search"]["get"]["parameters"]:
         if parameter["name"] == "q":
             parameter["schema"].update(question)

@@ -31,6 +31,13 @@ def require_admin(request: Request) -> None:
         raise UnauthorizedError("missing or wrong admin token: send 'Authorization: Bearer <MEDRAG_ADMIN_TOKEN>'")
 
 
+def check_reader(request: Request, service: Service, kb: str) -> None:
+    """A private knowledge base needs `Authorization: Bearer` the admin token or a read token for the page's origin."""
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    bearer = given.strip() if scheme.lower() == "bearer" else None
+    service.check_reader(kb, bearer or None, request.headers.get("origin"))
+
+
 ServiceDep = Annotated[Service, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Admin = Depends(require_admin)

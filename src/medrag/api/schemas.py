@@ -7,7 +7,7 @@ from pydantic_core import PydanticCustomError
 
 from .. import chunking, deeplinks
 from ..service import DocumentInfo
-from ..types import Chunk, Document, Hit, Quote, Reply, Results, Turn
+from ..types import Chunk, Document, Filter, Hit, Quote, Reply, Results, Turn
 
 # Bounds on a conversation sent back with each question: generous for chat clients, bounded for the server.
 MAX_HISTORY_MESSAGES = 200
@@ -39,8 +39,45 @@ class TurnIn(BaseModel):
     content: UnicodeText = Field(max_length=MAX_MESSAGE_CHARS)
 
 
+KB_PATTERN = r"^[a-z0-9_-]{1,64}$"
+KbName = Annotated[str, StringConstraints(pattern=KB_PATTERN)]
+DATE_PATTERN = r"^[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?$"
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200), Encodable]
+
+
+class FilterIn(BaseModel):
+    """Keep a question to some documents: every field given must hold, any value of a list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    doc_ids: list[Label] = Field(default=[], max_length=1000, description="Only these documents.")
+    sites: list[Label] = Field(
+        default=[], max_length=50, description="Documents whose publisher or URL host is one of these."
+    )
+    languages: list[Literal["zh", "en"]] = Field(default=[], max_length=2)
+    date_from: Annotated[str, StringConstraints(pattern=DATE_PATTERN)] | None = Field(
+        default=None, description="Documents dated on or after this (YYYY, YYYY-MM or YYYY-MM-DD)."
+    )
+    date_to: Annotated[str, StringConstraints(pattern=DATE_PATTERN)] | None = Field(
+        default=None, description="Documents dated on or before this."
+    )
+    tags: list[Label] = Field(default=[], max_length=50, description="Documents with one of these tags.")
+
+    def to_filter(self) -> Filter:
+        return Filter(
+            doc_ids=tuple(self.doc_ids),
+            sites=tuple(self.sites),
+            languages=tuple(self.languages),
+            date_from=self.date_from or "",
+            date_to=self.date_to or "",
+            tags=tuple(self.tags),
+        )
+
+
 class AskRequest(BaseModel):
     question: UnicodeText = Field(description="The question, in Chinese or English.")
+    kb: KbName = Field(default="default", description="The knowledge base to answer from.")
+    filter: FilterIn | None = Field(default=None, description="Answer only from the documents it lets through.")
     top_k: int | None = Field(default=None, ge=1, le=20, description="Passages to retrieve (default from settings).")
     retriever: Literal["hybrid", "dense", "bm25"] = Field(
         default="hybrid", description="Retrieval mode; for comparisons."
@@ -171,6 +208,9 @@ class DocumentIn(BaseModel):
     )
     title: UnicodeText = ""
     text: UnicodeText | None = None
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^,]*$"), Encodable]] = Field(
+        default=[], max_length=20, description="Labels for filtering questions (`filter.tags`); no commas."
+    )
 
     @model_validator(mode="after")
     def _url_or_text(self) -> "DocumentIn":
@@ -217,10 +257,10 @@ class ErrorOut(BaseModel):
 
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid UTF-8 JSON (`http_400`).",
-    401: "Missing or wrong admin token (`unauthorized`).",
+    401: "Missing or wrong admin token, or a missing, expired or foreign read token (`unauthorized`).",
     403: "Document writes are off: no MEDRAG_ADMIN_TOKEN is set (`writes_disabled`).",
     404: "No such resource (`not_found`, `model_not_found`).",
-    409: "The resource's state does not allow it: the job has finished (`conflict`).",
+    409: "The resource's state does not allow it: the job has finished, the name is taken (`conflict`).",
     408: "The request's body took longer than MEDRAG_REQUEST_TIMEOUT to arrive (`request_timeout`).",
     413: "Too large: bytes or files past the limits (`too_large`).",
     415: "A media type medrag does not read (`unsupported_type`).",
@@ -338,6 +378,7 @@ class ChatRequest(BaseModel):
     model: UnicodeText
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_HISTORY_MESSAGES)
     stream: StrictBool = False
+    filter: FilterIn | None = Field(default=None, description="medrag's own: answer only from these documents.")
 
 
 class ModelOut(BaseModel):
@@ -364,4 +405,56 @@ def job_out(job) -> JobOut:
         version=job.version,
         created_at=job.created_at,
         finished_at=job.finished_at,
+    )
+
+
+class KbIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: KbName = Field(description="1 to 64 characters of a-z, 0-9, _ and -.")
+    title: Annotated[str, StringConstraints(max_length=200), Encodable] = ""
+    description: Annotated[str, StringConstraints(max_length=2000), Encodable] = ""
+    embed_model: Annotated[str, StringConstraints(min_length=1, max_length=500), Encodable] | None = Field(
+        default=None, description="The embedding model of its index; the service's own when left out."
+    )
+    private: StrictBool = Field(default=False, description="Reading it needs the admin token or a read token.")
+
+
+class KbOut(BaseModel):
+    name: str
+    title: str
+    description: str
+    embed_model: str | None
+    private: bool
+    created_at: float
+
+
+# scheme://host[:port], as a browser sends it in `Origin`.
+ORIGIN_PATTERN = r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$"
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    origin: Annotated[str, StringConstraints(pattern=ORIGIN_PATTERN, max_length=300)] = Field(
+        description="The web page origin (scheme://host[:port]) that may use the token."
+    )
+    ttl_seconds: int | None = Field(default=None, ge=1, description="Lifetime; at most MEDRAG_READ_TOKEN_TTL.")
+
+
+class TokenOut(BaseModel):
+    token: str
+    kb: str
+    origin: str
+    expires_at: float
+
+
+def kb_out(record) -> KbOut:
+    return KbOut(
+        name=record.name,
+        title=record.title,
+        description=record.description,
+        embed_model=record.embed_model,
+        private=record.private,
+        created_at=record.created_at,
     )

@@ -40,23 +40,23 @@ async def read(request: Request, settings: Settings) -> dict:
         if payload.url is not None:
             check_scheme(payload.url)  # a link shown with citations must be http(s) too
         if payload.text is None:
-            return {"urls": [payload.url]}
-        return {"texts": [Text(payload.text, title=payload.title, url=payload.url)]}
+            return {"urls": [payload.url], "tags": payload.tags}
+        return {"texts": [Text(payload.text, title=payload.title, url=payload.url)], "tags": payload.tags}
     if media == "multipart/form-data":
-        return {"uploads": await read_files(request, settings)}
+        return await read_files(request, settings)
     raise UnsupportedTypeError(
         f"send multipart/form-data with files ({', '.join(SUFFIXES)}) or application/json with "
         f'{{"url"}} or {{"title", "text"}}, not {media or "a body without a content type"}'
     )
 
 
-async def read_files(request: Request, settings: Settings) -> list[Upload]:
-    """Each uploaded file's name, declared media type and bytes."""
+async def read_files(request: Request, settings: Settings) -> dict:
+    """Each uploaded file's name, declared media type and bytes, and the `tags` fields' values."""
     parser = MultiPartParser(
         request.headers,
         capped(request.stream(), settings.max_upload_bytes),
         max_files=settings.max_upload_files,
-        max_fields=20,
+        max_fields=40,  # up to 20 `tags` fields beside whatever else a client sends
     )
     try:
         form = await parser.parse()
@@ -74,9 +74,20 @@ async def read_files(request: Request, settings: Settings) -> list[Upload]:
         for upload in uploads:
             name = PurePosixPath((upload.filename or "upload").replace("\\", "/")).name or "upload"
             files.append(Upload(name, upload.content_type, await upload.read()))
-        return files
+        tags = [value for key, value in form.multi_items() if key == "tags" and isinstance(value, str)]
+        return {"uploads": files, "tags": checked_tags(tags)}
     finally:
         await form.close()
+
+
+def checked_tags(tags: list[str]) -> list[str]:
+    """Multipart `tags` fields, held to what the JSON body's schema says: at most 20, 1-64 characters, no commas."""
+    if len(tags) > 20:
+        raise BadInputError(f"{len(tags)} tags: at most 20")
+    for tag in tags:
+        if not 1 <= len(tag) <= 64 or "," in tag:
+            raise BadInputError(f"tag {tag[:80]!r}: 1 to 64 characters, no commas")
+    return tags
 
 
 async def capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:

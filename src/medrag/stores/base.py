@@ -79,15 +79,19 @@ class IndexView(Protocol):
         """Chunks per document id."""
         ...
 
-    def dense_search(self, vector: np.ndarray, k: int) -> list[Hit]:
+    # Each search takes `allowed`: the ids of the documents it may return (`filters.allowed`), None for all.
+
+    def dense_search(self, vector: np.ndarray, k: int, *, allowed: Collection[str] | None = None) -> list[Hit]:
         """The k chunks nearest the (normalised) query vector by inner product, best first."""
         ...
 
-    def lexical_search(self, text: str, k: int) -> list[Hit]:
+    def lexical_search(self, text: str, k: int, *, allowed: Collection[str] | None = None) -> list[Hit]:
         """The k best BM25 matches (jieba tokens) of the normalised query text, best first; no zero scores."""
         ...
 
-    def hybrid_search(self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int) -> list[Hit]:
+    def hybrid_search(
+        self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int, allowed: Collection[str] | None = None
+    ) -> list[Hit]:
         """Dense and lexical top-`depth` rankings fused by RRF: score = sum of 1 / (rrf_k + rank)."""
         ...
 
@@ -150,6 +154,10 @@ class Store(Protocol):
 
     def repair(self) -> str:
         """Point the live version at the newest whole one (unless the live one is whole); returns the live version."""
+        ...
+
+    def destroy(self) -> None:
+        """Delete every version (a knowledge base deleted); the caller holds `lock`."""
         ...
 
 

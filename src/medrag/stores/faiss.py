@@ -95,6 +95,9 @@ class FaissStore:
                     return path.name
         raise IndexCorruptError(f"no whole version in {self.root}/ to repair from: rebuild with `medrag ingest`")
 
+    def destroy(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def write(
         self,
         base: "Index | None",
@@ -162,8 +165,9 @@ class Index:
         self.vectors = vectors
         self.sentences = sentences  # memory-mapped when loaded from disk
         self.sentence_rows = sentence_rows
-        self.rows = {c.chunk_id: i for i, c in enumerate(chunks)}
+        self.row_of = {c.chunk_id: i for i, c in enumerate(chunks)}
         self.bm25 = bm25
+        self._rows: dict[str, np.ndarray] | None = None  # chunk rows per document, made on the first filter
 
     @property
     def version(self) -> str:
@@ -172,21 +176,44 @@ class Index:
     def chunk_counts(self) -> dict[str, int]:
         return Counter(c.doc_id for c in self.chunks)
 
-    def dense_search(self, vector: np.ndarray, k: int) -> list[Hit]:
-        k = min(k, self.vectors.ntotal)
+    def rows(self, allowed: Collection[str]) -> np.ndarray:
+        """The rows of the chunks of these documents, ascending."""
+        if self._rows is None:
+            by_document: dict[str, list[int]] = {}
+            for row, chunk in enumerate(self.chunks):
+                by_document.setdefault(chunk.doc_id, []).append(row)
+            self._rows = {doc_id: np.asarray(rows, dtype=np.int64) for doc_id, rows in by_document.items()}
+        parts = [self._rows[doc_id] for doc_id in allowed if doc_id in self._rows]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+    def dense_search(self, vector: np.ndarray, k: int, *, allowed: Collection[str] | None = None) -> list[Hit]:
+        rows = None if allowed is None else self.rows(allowed)
+        k = min(k, self.vectors.ntotal if rows is None else len(rows))
         if k == 0:
             return []
-        scores, ids = self.vectors.search(vector.reshape(1, -1).astype(np.float32), k)
+        query = vector.reshape(1, -1).astype(np.float32)
+        if rows is None:
+            scores, ids = self.vectors.search(query, k)
+        else:
+            # Only the allowed rows are searched (benchmarks/filters.py measured this against over-fetching).
+            selector = faiss.IDSelectorBatch(rows)
+            hnsw = isinstance(self.vectors, faiss.IndexHNSW)
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.vectors.hnsw.efSearch) if hnsw else None
+            scores, ids = self.vectors.search(query, k, params=params or faiss.SearchParameters(sel=selector))
         return [
             Hit(chunk=self.chunks[row], score=float(score), dense_score=float(score))
             for row, score in zip(ids[0].tolist(), scores[0].tolist(), strict=True)
             if row >= 0
         ]
 
-    def lexical_search(self, text: str, k: int) -> list[Hit]:
+    def lexical_search(self, text: str, k: int, *, allowed: Collection[str] | None = None) -> list[Hit]:
         if not self.chunks:
             return []
         scores = self.bm25.scores(tokenize(text))
+        if allowed is not None:
+            kept = np.zeros(len(scores), dtype=bool)
+            kept[self.rows(allowed)] = True
+            scores = np.where(kept, scores, 0.0)  # a zero score is never a hit
         if len(scores) <= k:
             top = np.argsort(-scores)
         else:
@@ -198,15 +225,20 @@ class Index:
             if scores[row] > 0
         ]
 
-    def hybrid_search(self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int) -> list[Hit]:
-        return fusion.rrf(self.dense_search(vector, depth), self.lexical_search(text, depth), k, rrf_k)
+    def hybrid_search(
+        self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int, allowed: Collection[str] | None = None
+    ) -> list[Hit]:
+        dense = self.dense_search(vector, depth, allowed=allowed)
+        return fusion.rrf(dense, self.lexical_search(text, depth, allowed=allowed), k, rrf_k)
 
     def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
         return len(self.chunks), {term: self.bm25.document_frequency(term) for term in terms}
 
     def sentence_vectors(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
         starts = self.sentence_rows
-        return [np.asarray(self.sentences[starts[i] : starts[i + 1]]) for i in (self.rows[c.chunk_id] for c in chunks)]
+        return [
+            np.asarray(self.sentences[starts[i] : starts[i + 1]]) for i in (self.row_of[c.chunk_id] for c in chunks)
+        ]
 
     def vector(self, row: int) -> np.ndarray:
         return self.vectors.reconstruct(int(row))
@@ -455,5 +487,6 @@ def _document(record: dict) -> Document:
             "sources": tuple(Source(**s) for s in record["sources"]),
             "entities": tuple(tuple(forms) for forms in record.get("entities", ())),
             "pages": tuple(record.get("pages", ())),
+            "tags": tuple(record.get("tags", ())),
         }
     )

@@ -21,6 +21,7 @@ written after its chunks).
 import base64
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -30,11 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from ..chunking import searchable_text
-from ..errors import ConfigError, IndexMismatchError, IndexMissingError, StoreUnavailableError
+from ..errors import ConfigError, ConflictError, IndexMismatchError, IndexMissingError, StoreUnavailableError
 from ..lexical import SEPARATORS, STOPWORDS, tokenize
 from ..textnorm import normalize
 from ..types import Chunk, Document, Hit, Source
 from .base import Manifest, VersionState, Waiting, check, version_name, write_lock
+from .catalog import DEFAULT, SHIPPED, KnowledgeBase
 
 # 2: the reader's sentence vectors stored with each chunk.
 FORMAT = 2
@@ -58,6 +60,11 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,190}")
 def literal(value: str) -> str:
     """A string literal for a Milvus filter expression."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def expression(allowed: Collection[str] | None) -> str:
+    """The boolean expression that keeps a search to these documents' chunks; empty for all documents."""
+    return "" if allowed is None else f"doc_id in [{', '.join(literal(i) for i in sorted(allowed))}]"
 
 
 def lexical_text(text: str) -> str:
@@ -144,6 +151,15 @@ class MilvusStore:
 
     def repair(self) -> str:
         raise ConfigError("`medrag repair` repairs FAISS index folders; the Milvus store does not support it")
+
+    def destroy(self) -> None:
+        with self.calls():
+            if self.name in self.client.list_aliases().get("aliases", []):
+                self.client.drop_alias(self.name)
+            pattern = re.compile(rf"{re.escape(self.name)}_v_\w+")
+            for collection in self.client.list_collections():
+                if pattern.fullmatch(collection):
+                    self.client.drop_collection(collection)
 
     def lock(self, waiting: Waiting | None = None) -> AbstractContextManager[None]:
         # Milvus has no locks: writers on this machine (the service, the CLI) take turns on a lock file.
@@ -323,6 +339,7 @@ class MilvusStore:
             record["sources"] = tuple(Source(**s) for s in record["sources"])
             record["entities"] = tuple(tuple(forms) for forms in record.get("entities", ()))
             record["pages"] = tuple(record.get("pages", ()))
+            record["tags"] = tuple(record.get("tags", ()))
             documents[doc_id] = Document(**record)
         return documents, counts
 
@@ -352,7 +369,9 @@ class MilvusIndex:
     def chunk_counts(self) -> dict[str, int]:
         return dict(self.counts)
 
-    def dense_search(self, vector: np.ndarray, k: int) -> list[Hit]:
+    def dense_search(self, vector: np.ndarray, k: int, *, allowed: Collection[str] | None = None) -> list[Hit]:
+        if allowed is not None and not allowed:
+            return []
         with self.owner.calls():
             found = self.owner.client.search(
                 self.collection,
@@ -361,13 +380,16 @@ class MilvusIndex:
                 limit=k,
                 output_fields=CHUNK_FIELDS,
                 search_params=self._dense_parameters(k),
+                filter=expression(allowed),
             )
         return [
             Hit(chunk=_chunk(h["entity"]), score=float(h["distance"]), dense_score=float(h["distance"]))
             for h in found[0]
         ]
 
-    def lexical_search(self, text: str, k: int) -> list[Hit]:
+    def lexical_search(self, text: str, k: int, *, allowed: Collection[str] | None = None) -> list[Hit]:
+        if allowed is not None and not allowed:
+            return []
         with self.owner.calls():
             found = self.owner.client.search(
                 self.collection,
@@ -376,6 +398,7 @@ class MilvusIndex:
                 limit=k,
                 output_fields=CHUNK_FIELDS,
                 search_params={"metric_type": "BM25"},
+                filter=expression(allowed),
             )
         # Milvus Lite reports BM25 as a negative distance, the server as a positive score.
         return [
@@ -383,12 +406,19 @@ class MilvusIndex:
             for h in found[0]
         ]
 
-    def hybrid_search(self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int) -> list[Hit]:
+    def hybrid_search(
+        self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int, allowed: Collection[str] | None = None
+    ) -> list[Hit]:
         from pymilvus import AnnSearchRequest, RRFRanker
 
+        if allowed is not None and not allowed:
+            return []
+        condition = expression(allowed) or None
         requests = [
-            AnnSearchRequest([np.asarray(vector, np.float32).tolist()], "dense", self._dense_parameters(depth), depth),
-            AnnSearchRequest([lexical_text(text)], "sparse", {"metric_type": "BM25"}, depth),
+            AnnSearchRequest(
+                [np.asarray(vector, np.float32).tolist()], "dense", self._dense_parameters(depth), depth, expr=condition
+            ),
+            AnnSearchRequest([lexical_text(text)], "sparse", {"metric_type": "BM25"}, depth, expr=condition),
         ]
         with self.owner.calls():
             found = self.owner.client.hybrid_search(
@@ -487,3 +517,60 @@ def _chunk(entity: dict) -> Chunk:
         section=tuple(place["section"]),
         links=tuple(place["links"]),
     )
+
+
+class MilvusCatalog:
+    """The knowledge bases' records in the collection `<name>_kbs`, so every replica sharing the Milvus sees them."""
+
+    def __init__(self, uri: str, name: str = "medrag", *, token: str | None = None):
+        self.store = MilvusStore(uri, name, lock_dir=Path("."), token=token)
+        self.collection = f"{name}_kbs"
+
+    def records(self) -> list[KnowledgeBase]:
+        records = sorted(self._rows(""), key=lambda record: record.name)
+        shipped = next((r for r in records if r.name == DEFAULT), SHIPPED)
+        return [shipped] + [r for r in records if r.name != DEFAULT]
+
+    def get(self, name: str) -> KnowledgeBase | None:
+        found = self._rows(f"name == {literal(name)}")
+        return found[0] if found else (SHIPPED if name == DEFAULT else None)
+
+    def create(self, record: KnowledgeBase) -> KnowledgeBase:
+        if record.name == DEFAULT or self.get(record.name) is not None:
+            raise ConflictError(f"there is a knowledge base {record.name} already")
+        record = KnowledgeBase(**{**record.to_json(), "created_at": record.created_at or time.time()})
+        with self.store.calls():
+            self._ensure()
+            data = json.dumps(record.to_json())
+            self.store.client.insert(self.collection, [{"name": record.name, "data": data, "unused": [0.0, 0.0]}])
+        return record
+
+    def delete(self, name: str) -> None:
+        with self.store.calls():
+            if self.store.client.has_collection(self.collection):
+                self.store.client.delete(self.collection, filter=f"name == {literal(name)}")
+
+    def _rows(self, condition: str) -> list[KnowledgeBase]:
+        with self.store.calls():
+            if not self.store.client.has_collection(self.collection):
+                return []
+            rows = self.store.client.query(
+                self.collection, filter=condition or 'name != ""', output_fields=["data"], limit=16_384
+            )
+        return [KnowledgeBase.from_json(json.loads(row["data"])) for row in rows]
+
+    def _ensure(self) -> None:
+        from pymilvus import DataType
+
+        client = self.store.client
+        if client.has_collection(self.collection):
+            return
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("name", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("data", DataType.VARCHAR, max_length=VARCHAR_BYTES)
+        schema.add_field("unused", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants a vector in every collection
+        indexes = client.prepare_index_params()
+        indexes.add_index("unused", index_type="FLAT", metric_type="L2")
+        client.create_collection(self.collection, schema=schema, consistency_level="Strong")
+        client.create_index(self.collection, indexes, sync=False)
+        client.load_collection(self.collection)

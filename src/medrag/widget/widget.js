@@ -3,7 +3,8 @@
  *   <script src="https://HOST/widget.js" data-api="https://HOST" defer></script>
  * Options (data-*): api, title, placeholder, position (bottom-right | bottom-left),
  * primary-color, lang (zh | en), open (true to open on load), timeout (seconds of silence before
- * giving up a question).
+ * giving up a question), kb (the knowledge base to ask; default: default), token (a read token for
+ * a private knowledge base, minted for this page's origin by POST /kbs/{kb}/tokens on the page's server).
  *
  * Everything lives inside one <medrag-chat> element with a shadow root: the page's CSS cannot
  * reach in, and the widget touches nothing outside it. Text from the service (answers, passages,
@@ -104,8 +105,12 @@
     color: data.primaryColor && CSS.supports("color", data.primaryColor) ? data.primaryColor : "#1a73e8",
     open: data.open !== undefined && data.open !== "false",
     timeout: Math.min(Math.max(Number(data.timeout) || 30, 1), 300),
+    kb: /^[a-z0-9_-]{1,64}$/.test(data.kb || "") ? data.kb : "default",
+    token: data.token || "",
   };
-  var STORE_KEY = "medrag-widget:" + api;
+  if (data.kb && options.kb !== data.kb) console.warn("medrag widget: data-kb is not a knowledge base name; using default");
+  // Each knowledge base keeps its own conversation.
+  var STORE_KEY = "medrag-widget:" + api + (options.kb === "default" ? "" : "#" + options.kb);
   var HISTORY_TURNS = 6;
 
   // ---- small helpers -------------------------------------------------------------------------
@@ -521,8 +526,9 @@
   function StreamFailed(reason) { this.reason = reason; }
 
   function post(path, body, signal, accept) {
-    return fetch(api + path, { method: "POST", signal: signal,
-      headers: { "Content-Type": "application/json", Accept: accept }, body: JSON.stringify(body) });
+    var headers = { "Content-Type": "application/json", Accept: accept };
+    if (options.token) headers.Authorization = "Bearer " + options.token;
+    return fetch(api + path, { method: "POST", signal: signal, headers: headers, body: JSON.stringify(body) });
   }
 
   /** The last exchanges, so that a follow-up ("它有多少参数？") is understood; failed answers are left out. */
@@ -611,7 +617,7 @@
     input.value = "";
     autosize();
     if (log.firstChild && !state.messages.length) log.textContent = ""; // the greeting
-    var body = { question: question, history: history() };
+    var body = { question: question, history: history(), kb: options.kb };
     state.messages.push({ role: "user", text: question });
     save();
     log.appendChild(messageView(state.messages[state.messages.length - 1]));

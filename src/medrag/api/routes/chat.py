@@ -1,4 +1,7 @@
-"""The OpenAI-compatible face: chat clients can use medrag as a model called "medrag".
+"""The OpenAI-compatible face: chat clients can use medrag as a model, one per knowledge base.
+
+The model `medrag/<kb>` answers from the knowledge base `<kb>`; plain `medrag` is `medrag/default`.
+A `filter` in the body (medrag's own field, as /ask's) keeps the answer to some documents.
 
 The last message is the question and the user and assistant messages before it are the
 conversation; system messages are ignored, since medrag's own grounding rules apply. The answer
@@ -12,12 +15,12 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from ...errors import BadInputError, MedragError, UnknownModelError
 from ...types import Reply, Turn
-from ..deps import ServiceDep
+from ..deps import ServiceDep, check_reader
 from ..schemas import ChatMessage, ChatRequest, ModelList, ModelOut, answer_out, error_responses
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -28,30 +31,44 @@ STARTED = int(time.time())
 
 
 @router.get("/models", response_model=ModelList)
-def models() -> ModelList:
-    """The one model medrag serves."""
-    return ModelList(data=[ModelOut(id=MODEL, created=STARTED, owned_by="medrag")])
+def models(service: ServiceDep) -> ModelList:
+    """`medrag` (the default knowledge base) and `medrag/<kb>` for every knowledge base."""
+    names = [MODEL] + [f"{MODEL}/{record.name}" for record in service.knowledge_bases()]
+    return ModelList(data=[ModelOut(id=name, created=STARTED, owned_by="medrag") for name in names])
 
 
-@router.post("/chat/completions", responses=error_responses(400, 404, 408, 422, 503))
-def chat_completions(body: ChatRequest, service: ServiceDep):
+def knowledge_base_of(model: str, service) -> str:
+    """The knowledge base a model name stands for; UnknownModelError for a name that is no model of medrag's."""
+    kb = "default" if model == MODEL else model.removeprefix(f"{MODEL}/") if model.startswith(f"{MODEL}/") else None
+    names = {record.name for record in service.knowledge_bases()}
+    if kb is None or kb not in names:
+        raise UnknownModelError(
+            f"there is no model {model!r}; medrag serves {MODEL!r} and {MODEL}/<kb> for each knowledge base "
+            "(GET /v1/models lists them)"
+        )
+    return kb
+
+
+@router.post("/chat/completions", responses=error_responses(400, 401, 404, 408, 422, 503))
+def chat_completions(body: ChatRequest, request: Request, service: ServiceDep):
     """Answer the conversation's last user message, as an OpenAI chat completion (streamed or not)."""
-    if body.model != MODEL:
-        raise UnknownModelError(f"there is no model {body.model!r}; medrag serves one model, {MODEL!r}")
+    kb = knowledge_base_of(body.model, service)
+    check_reader(request, service, kb)
     question, history = conversation(body.messages)
     completion = f"chatcmpl-{uuid.uuid4().hex}"
+    wanted = body.filter.to_filter() if body.filter else None
     if not body.stream:
-        reply = service.ask(question, history=history)
+        reply = service.ask(question, history=history, kb=kb, wanted=wanted)
         return {
-            **envelope(completion, "chat.completion"),
+            **envelope(completion, "chat.completion", body.model),
             "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": reply.answer.text}, "finish_reason": "stop"}
             ],
             **extras(reply),
         }
-    pieces = service.stream(question, history=history)  # bad input and a missing index fail here, as JSON
+    pieces = service.stream(question, history=history, kb=kb, wanted=wanted)  # bad input fails here, as JSON
     return StreamingResponse(
-        chunks(completion, pieces),
+        chunks(completion, pieces, body.model),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -74,8 +91,8 @@ def conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
     return text_of(messages[-1]), history
 
 
-def envelope(completion: str, kind: str) -> dict:
-    return {"id": completion, "object": kind, "created": int(time.time()), "model": MODEL}
+def envelope(completion: str, kind: str, model: str = MODEL) -> dict:
+    return {"id": completion, "object": kind, "created": int(time.time()), "model": model}
 
 
 def extras(reply: Reply) -> dict:
@@ -86,13 +103,13 @@ def extras(reply: Reply) -> dict:
     return {"citations": citations, "medrag": out}
 
 
-def chunks(completion: str, pieces: Iterator[str | Reply]) -> Iterator[str]:
+def chunks(completion: str, pieces: Iterator[str | Reply], model: str = MODEL) -> Iterator[str]:
     """chat.completion.chunk events: the role, the text pieces, then the finish with the citations."""
 
     def event(payload: dict) -> str:
         return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
-    head = envelope(completion, "chat.completion.chunk")
+    head = envelope(completion, "chat.completion.chunk", model)
     yield event(
         {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
     )
