@@ -455,7 +455,7 @@ def main() -> None:
 
 
 def compare_workers(scratch: Path, workers: int, unique: list[str], requests: int) -> dict:
-    """One process with the encoder pool against `workers` processes of one encoder each: 8 clients, unique questions."""
+    """One process with the encoder pool against N processes of one encoder each: 8 clients, unique questions."""
     # Fresh processes: their question-vector caches are empty, so these wordings are new to each.
     plain = [item["question"] for item in base_questions()]
     texts = unique[:requests]
