@@ -237,8 +237,9 @@ class Pipeline:
             max_chars=self.options.max_question_chars,
             history_turns=self.options.history_turns,
         )
-        analysed = query.analyse(text, snapshot.lexicon)
         rewritten = time.perf_counter()
+        analysed = query.analyse(text, snapshot.lexicon)
+        analysed_at = time.perf_counter()
         vector = self.query_vector(analysed)
         embedded = time.perf_counter()
         hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector)
@@ -250,7 +251,8 @@ class Pipeline:
                 continue
             done = time.perf_counter()
             timings = {
-                "embed": round((embedded - rewritten) * 1000, 2),
+                "analyse": round((analysed_at - rewritten) * 1000, 2),
+                "embed": round((embedded - analysed_at) * 1000, 2),
                 "retrieve": round((retrieved - embedded) * 1000, 2),
                 "answer": round((done - retrieved) * 1000, 2),
                 "total": round((done - started) * 1000, 2),

@@ -52,6 +52,8 @@ FORMAT = 2  # 2: BM25 stored as term counts (bm25_counts.npz), not weights
 # Exact search up to this many vectors; beyond it an HNSW graph keeps queries in milliseconds
 # (recall against exact search is measured in benchmarks/).
 EXACT_LIMIT = 200_000
+# File times advance in clock ticks (a few ms); a stat younger than this may share a tick with a later change.
+SETTLED_NS = 50_000_000
 
 
 class FaissStore:
@@ -60,10 +62,29 @@ class FaissStore:
     def __init__(self, root: Path, keep_versions: int = 3):
         self.root = root
         self.keep_versions = keep_versions
+        # The live version's name and the stats it was read under (`_pointer_stats`).
+        self._live: tuple[tuple, str | None] | None = None
 
     def live_version(self) -> str | None:
+        """The name in CURRENT; read again only when CURRENT or the folder changed since the last read.
+
+        Asked before every question, so it costs two stats, not a file read. Any writer, in this
+        process or another, replaces CURRENT (a new inode, a new folder entry) and adds or removes
+        version folders (the folder's mtime), so a change shows in the stats. A stat taken in the same
+        clock tick as the change it follows could miss a second change in that tick, so such a read
+        is not kept (as git treats "racy" index entries).
+        """
+        stats = _pointer_stats(self.root)
+        known = self._live
+        if known is not None and known[0] == stats:
+            return known[1]
         path = current_path(self.root)
-        return path.name if path else None
+        name = path.name if path else None
+        if stats is not None and time.time_ns() - max(stats[1], stats[4]) > SETTLED_NS:
+            self._live = (stats, name)
+        else:
+            self._live = None
+        return name
 
     def load(self, model_id: str | None = None) -> "Index":
         return load(self.root, model_id)
@@ -213,6 +234,16 @@ def make_faiss(vectors: np.ndarray, dim: int) -> tuple[faiss.Index, str]:
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index, kind
+
+
+def _pointer_stats(root: Path) -> tuple | None:
+    """What changes when any writer points CURRENT elsewhere or adds or removes a version; None without CURRENT."""
+    try:
+        folder = os.stat(root)
+        pointer = os.stat(root / "CURRENT")
+    except OSError:
+        return None
+    return (folder.st_ino, folder.st_mtime_ns, pointer.st_ino, pointer.st_size, pointer.st_mtime_ns)
 
 
 def current_path(root: Path) -> Path | None:
