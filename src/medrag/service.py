@@ -16,7 +16,7 @@ from typing import Protocol
 
 from . import corpus, indexing
 from .embedding import Embedder, load_embedder
-from .errors import BadInputError, MedragError, NotFoundError, StorageError, TooLargeError
+from .errors import BadInputError, MedragError, NotFoundError, StorageError, TooLargeError, WritesDisabledError
 from .fetching import Fetcher
 from .indexing import Change, Migration
 from .jobs import STATES, Job, JobRunner
@@ -241,6 +241,7 @@ class Service:
         job fails when none of them loads. The inputs are kept with the job (uploads as files beside
         it), so a job still queued when the service stops runs after the restart (`resume_jobs`).
         """
+        self.check_writes()  # before anything is kept beside the jobs
         kind, work = self._adding(uploads, texts, paths, urls)
         return self._submit(kind, work, {"add": self._keep(uploads, texts, paths, urls)})
 
@@ -355,7 +356,17 @@ class Service:
         if self.llm is not None:
             self.llm.close()
 
+    def check_writes(self) -> None:
+        """Raise `WritesDisabledError` when this process only answers (MEDRAG_READ_ONLY)."""
+        if self.settings.read_only:
+            raise WritesDisabledError(
+                "this process only answers questions (MEDRAG_READ_ONLY, set in the workers of "
+                "`medrag serve --workers N`): write and follow jobs through the one writing process, "
+                "`medrag add`/`remove`/`reindex` or a `medrag serve` with one worker"
+            )
+
     def _runner(self) -> JobRunner:
+        self.check_writes()  # jobs are the writes: a read-only process neither runs nor resumes them
         with self._lock:
             if self._jobs is None:
                 self._jobs = JobRunner(on_change=self._serve, on_finish=self._finished, folder=jobs_dir(self.settings))

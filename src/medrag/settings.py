@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     feedback_path: Path = Path("feedback/feedback.jsonl")
     widget_dir: Path = DEFAULT_WIDGET_DIR
 
+    # This process only answers: writes and jobs are refused (writes_disabled) and versions another
+    # process writes are served from the next request. `medrag serve --workers N` sets it in its workers,
+    # so that one process alone writes (docs/scale-out.md).
+    read_only: bool = False
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # Seconds a client may take to send a request's headers, and again its body: a slower one gets 408

@@ -52,6 +52,10 @@ FORMAT = 2  # 2: BM25 stored as term counts (bm25_counts.npz), not weights
 # Exact search up to this many vectors; beyond it an HNSW graph keeps queries in milliseconds
 # (recall against exact search is measured in benchmarks/).
 EXACT_LIMIT = 200_000
+# A loaded version's vectors (flat, or an HNSW graph's storage) are mapped from the file, read-only: the
+# processes serving one version share its pages, and a version pruned meanwhile stays readable to them.
+# Such an index must never be added to (faiss aborts the process); every write builds a new one.
+MAPPED = faiss.IO_FLAG_MMAP_IFC
 # File times advance in clock ticks (a few ms); a stat younger than this may share a tick with a later change.
 SETTLED_NS = 50_000_000
 
@@ -331,7 +335,7 @@ def _load(path: Path, model_id: str | None) -> Index:
     try:
         chunks = [_chunk(json.loads(line)) for line in _lines(path / "chunks.jsonl")]
         documents = {d.doc_id: d for d in (_document(json.loads(line)) for line in _lines(path / "documents.jsonl"))}
-        vectors = faiss.read_index(str(path / "vectors.faiss"))
+        vectors = faiss.read_index(str(path / "vectors.faiss"), MAPPED)
         bm25 = BM25.load(path)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
         # faiss reports a missing or truncated file as RuntimeError; a version with recorded
