@@ -215,8 +215,8 @@ def memory_mib(process: subprocess.Popen) -> dict:
 # Driving a server.
 
 
-def drive(url: str, texts: list[str], clients: int, requests: int) -> tuple[dict, list[dict]]:
-    """`requests` POST /ask from `clients` keep-alive clients; the latencies' summary and the response bodies."""
+def drive(url: str, texts: list[str], clients: int, requests: int) -> tuple[list[float], float, list[dict]]:
+    """`requests` POST /ask from `clients` keep-alive clients: the latencies, the wall time and the bodies."""
     order = itertools.count()
     latencies: list[float] = []
     bodies: list[dict] = []
@@ -236,7 +236,24 @@ def drive(url: str, texts: list[str], clients: int, requests: int) -> tuple[dict
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client_loop, range(clients)))
-    return summary(latencies, time.perf_counter() - started), bodies
+    return latencies, time.perf_counter() - started, bodies
+
+
+def side_by_side(urls: dict[str, str], texts: list[str], clients: int, requests: int, rounds: int) -> dict:
+    """Each server driven with the same texts in `rounds` short turns, taken alternately (the machine's
+    load drifts: both see the same); per server, the summary over all turns and the response bodies."""
+    gathered = {name: ([], 0.0, []) for name in urls}
+    share = -(-requests // rounds)
+    for turn in range(rounds):
+        part = texts[turn * share : (turn + 1) * share]
+        if not part:
+            break
+        names = list(urls) if turn % 2 == 0 else list(reversed(urls))
+        for name in names:
+            latencies, wall, bodies = drive(urls[name], part, clients, len(part))
+            kept = gathered[name]
+            gathered[name] = (kept[0] + latencies, kept[1] + wall, kept[2] + bodies)
+    return {name: (summary(latencies, wall), bodies) for name, (latencies, wall, bodies) in gathered.items()}
 
 
 def stages(bodies: list[dict], client: dict) -> dict:
@@ -381,6 +398,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="requests per system, kind and level")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--encoder-seconds", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=6, help="turns each level is split into, servers alternating")
     parser.add_argument("--workers", type=int, default=2, help="also serve with N processes (0: skip)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
@@ -412,23 +430,23 @@ def main() -> None:
         runs = [encoder_limits(unique[-400:], args.encoder_seconds)]
 
         # The first pass: every plain question once, nothing cached yet; then once more (repeated).
-        first = {name: drive(url, plain, 1, len(plain)) for name, url in urls.items()}
-        again = {name: drive(url, plain, 1, len(plain)) for name, url in urls.items()}
+        first = side_by_side(urls, plain, 1, len(plain), args.rounds)
+        again = side_by_side(urls, plain, 1, len(plain), args.rounds)
         report["first_pass"] = {name: first[name][0] for name in urls}
         report["second_pass"] = {name: again[name][0] for name in urls}
+        runs.append(encoder_limits(unique[-400:], args.encoder_seconds))
 
         fresh = iter(unique[len(plain) :])
         levels: dict = {"unique": {"peer": [], "medrag": []}, "repeated": {"peer": [], "medrag": []}}
         breakdown = []
         for clients in args.clients:
-            texts = [next(fresh) for _ in range(args.requests)]
-            for name, url in urls.items():  # the same wordings, in the same order, for both
-                result, bodies = drive(url, texts, clients, args.requests)
+            texts = [next(fresh) for _ in range(args.requests)]  # the same wordings, in the same order, for both
+            for name, (result, bodies) in side_by_side(urls, texts, clients, args.requests, args.rounds).items():
                 levels["unique"][name].append({"clients": clients, **result})
                 if name == "medrag":
                     breakdown.append({"clients": clients, **stages(bodies, result)})
-            for name, url in urls.items():
-                result, _ = drive(url, plain, clients, args.requests)
+            repeated = (plain * (args.requests // len(plain) + 1))[: args.requests]
+            for name, (result, _) in side_by_side(urls, repeated, clients, args.requests, args.rounds).items():
                 levels["repeated"][name].append({"clients": clients, **result})
         report["levels"] = levels
         report["medrag_stages_unique"] = breakdown
@@ -442,7 +460,7 @@ def main() -> None:
         report["encoder"] = mean_of(runs)
         report["in_process"] = in_process(scratch / "index", unique[-200:])
         if args.workers > 1:
-            report["workers"] = compare_workers(scratch, args.workers, unique, min(args.requests, 200))
+            report["workers"] = compare_workers(scratch, args.workers, unique, min(args.requests, 200), args.rounds)
     finally:
         for process in processes:
             stop(process)
@@ -454,23 +472,27 @@ def main() -> None:
     print(json.dumps(report, ensure_ascii=False, indent=2))
 
 
-def compare_workers(scratch: Path, workers: int, unique: list[str], requests: int) -> dict:
-    """One process with the encoder pool against N processes of one encoder each: 8 clients, unique questions."""
-    # Fresh processes: their question-vector caches are empty, so these wordings are new to each.
+def compare_workers(scratch: Path, workers: int, unique: list[str], requests: int, rounds: int) -> dict:
+    """One process with the encoder pool against N processes sharing the cores: 8 clients, unique questions.
+
+    Both run at once over the same index and are driven in alternating turns, as above. Fresh processes:
+    their question-vector caches are empty, so these wordings are new to each.
+    """
     plain = [item["question"] for item in base_questions()]
-    texts = unique[:requests]
-    shapes = {
-        "one_process_pool": ({}, 1),
-        f"{workers}_workers": ({"MEDRAG_QUERY_ENCODERS": "1"}, workers),
-    }
-    result = {}
-    for name, (env, count) in shapes.items():
-        process, url = start_medrag(scratch / "index", env, count)
-        try:
+    one, one_url = start_medrag(scratch / "index")
+    many, many_url = start_medrag(scratch / "index", {"MEDRAG_FEEDBACK_PATH": str(scratch / "f2.jsonl")}, workers)
+    names = {"one_process_pool": one, f"{workers}_workers": many}
+    urls = {"one_process_pool": one_url, f"{workers}_workers": many_url}
+    try:
+        for url in urls.values():
             drive(url, plain, 8, 2 * len(plain))  # every worker has seen every passage
-            result[name], _ = drive(url, texts, 8, requests)
+        result = {
+            name: summary for name, (summary, _) in side_by_side(urls, unique[:requests], 8, requests, rounds).items()
+        }
+        for name, process in names.items():
             result[name]["memory"] = memory_mib(process)
-        finally:
+    finally:
+        for process in names.values():
             stop(process)
     return result
 

@@ -323,13 +323,15 @@ def run_serve(args, settings: Settings) -> int:
 
     if args.workers < 1:
         raise BadInputError(f"--workers must be at least 1, got {args.workers}")
-    service = service_for(settings)
-    job = service.build_if_missing()
-    if job is not None:
-        print(f"no index yet: building it from {settings.corpus_dir}/", file=sys.stderr)
-        follow(job)
-    service.close()
-    del service  # its encoders: the workers load their own
+    from .service import store_for
+
+    if not store_for(settings).versions():  # a whole service (its encoders) only to build a missing index
+        service = service_for(settings)
+        job = service.build_if_missing()
+        if job is not None:
+            print(f"no index yet: building it from {settings.corpus_dir}/", file=sys.stderr)
+            follow(job)
+        service.close()
     if args.workers > 1:
         # Workers read their settings from the environment: none writes (one writer per index, and
         # each would run the queued jobs), and they share the cores rather than each taking them all.

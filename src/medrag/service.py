@@ -350,6 +350,7 @@ class Service:
             return indexing.migrate(source, store_for(self.settings, to))
 
     def close(self) -> None:
+        self.pipeline.close()
         if self._jobs is not None:
             self._jobs.stop()
         if self.llm is not None:
