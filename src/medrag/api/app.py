@@ -28,7 +28,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.service.load()  # load the index now, not on the first question
         except MedragError as error:  # the service still starts and reports the reason on each request
             log.warning("index not loaded: %s", error)
-        app.state.service.resume_jobs()  # the jobs the last run left queued
+        if not settings.read_only:
+            app.state.service.resume_jobs()  # the jobs the last run left queued
         if app.state.service.llm is not None:
             log.info("answers are written by %s at %s", settings.llm_model, settings.llm_base_url)
         yield

@@ -19,7 +19,11 @@ def get_settings(request: Request) -> Settings:
 
 
 def require_admin(request: Request) -> None:
-    """Document writes need `Authorization: Bearer <MEDRAG_ADMIN_TOKEN>`; with no token set they are off."""
+    """Document writes need `Authorization: Bearer <MEDRAG_ADMIN_TOKEN>`; with no token set they are off.
+
+    A read-only process (a worker of `medrag serve --workers N`) refuses them before anything else.
+    """
+    get_service(request).check_writes()
     token = request.app.state.settings.admin_token
     if token is None:
         raise WritesDisabledError(

@@ -39,7 +39,7 @@ class Metrics:
         )
         self.stages = Histogram(
             "medrag_answer_stage_seconds",
-            "Time per stage of an answer (rewrite, embed, retrieve, answer, total).",
+            "Time per stage of an answer (rewrite, analyse, embed, retrieve, answer, total).",
             ["stage"],
             buckets=LATENCY,
             registry=self.registry,

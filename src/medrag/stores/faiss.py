@@ -55,6 +55,13 @@ FORMAT = 3
 # Exact search up to this many vectors; beyond it an HNSW graph keeps queries in milliseconds
 # (recall against exact search is measured in benchmarks/).
 EXACT_LIMIT = 200_000
+GRAPH = "hnsw32-ip"
+# A loaded version's vectors (flat, or an HNSW graph's storage) are mapped from the file, read-only: the
+# processes serving one version share its pages, and a version pruned meanwhile stays readable to them.
+# Such an index must never be added to (faiss aborts the process); every write builds a new one.
+MAPPED = faiss.IO_FLAG_MMAP_IFC
+# File times advance in clock ticks (a few ms); a stat younger than this may share a tick with a later change.
+SETTLED_NS = 50_000_000
 
 
 class FaissStore:
@@ -63,10 +70,29 @@ class FaissStore:
     def __init__(self, root: Path, keep_versions: int = 3):
         self.root = root
         self.keep_versions = keep_versions
+        # The live version's name and the stats it was read under (`_pointer_stats`).
+        self._live: tuple[tuple, str | None] | None = None
 
     def live_version(self) -> str | None:
+        """The name in CURRENT; read again only when CURRENT or the folder changed since the last read.
+
+        Asked before every question, so it costs two stats, not a file read. Any writer, in this
+        process or another, replaces CURRENT (a new inode, a new folder entry) and adds or removes
+        version folders (the folder's mtime), so a change shows in the stats. A stat taken in the same
+        clock tick as the change it follows could miss a second change in that tick, so such a read
+        is not kept (as git treats "racy" index entries).
+        """
+        stats = _pointer_stats(self.root)
+        known = self._live
+        if known is not None and known[0] == stats:
+            return known[1]
         path = current_path(self.root)
-        return path.name if path else None
+        name = path.name if path else None
+        if stats is not None and time.time_ns() - max(stats[1], stats[4]) > SETTLED_NS:
+            self._live = (stats, name)
+        else:
+            self._live = None
+        return name
 
     def load(self, model_id: str | None = None) -> "Index":
         return load(self.root, model_id)
@@ -131,6 +157,14 @@ class FaissStore:
             build_seconds=round(manifest.build_seconds + lexical, 3),
             phase_seconds={**manifest.phase_seconds, "lexical": round(lexical, 3)},
         )
+        # A graph is grown by the new vectors when nothing was removed from it (HNSW cannot drop a node);
+        # otherwise, and for exact search (cheap to fill), the new version's index is built afresh.
+        grows = (
+            base is not None
+            and base.manifest.index_type == GRAPH
+            and len(survivors) == len(base.chunks)
+            and len(everything) > EXACT_LIMIT
+        )
         return write(
             self.root,
             list(documents.values()),
@@ -141,6 +175,7 @@ class FaissStore:
             manifest,
             keep_versions=self.keep_versions,
             base=base.version if base else None,
+            grow=base.path / "vectors.faiss" if grows else None,
         )
 
 
@@ -257,10 +292,20 @@ def make_faiss(vectors: np.ndarray, dim: int) -> tuple[faiss.Index, str]:
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
         index.hnsw.efSearch = 256  # recall@10 .94 at 1M chunks for 2 ms (benchmarks/scale.py)
-        kind = "hnsw32-ip"
+        kind = GRAPH
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index, kind
+
+
+def _pointer_stats(root: Path) -> tuple | None:
+    """What changes when any writer points CURRENT elsewhere or adds or removes a version; None without CURRENT."""
+    try:
+        folder = os.stat(root)
+        pointer = os.stat(root / "CURRENT")
+    except OSError:
+        return None
+    return (folder.st_ino, folder.st_mtime_ns, pointer.st_ino, pointer.st_size, pointer.st_mtime_ns)
 
 
 def current_path(root: Path) -> Path | None:
@@ -348,7 +393,7 @@ def _load(path: Path, model_id: str | None) -> Index:
     try:
         chunks = [_chunk(json.loads(line)) for line in _lines(path / "chunks.jsonl")]
         documents = {d.doc_id: d for d in (_document(json.loads(line)) for line in _lines(path / "documents.jsonl"))}
-        vectors = faiss.read_index(str(path / "vectors.faiss"))
+        vectors = faiss.read_index(str(path / "vectors.faiss"), MAPPED)
         sentences = np.load(path / "sentences.npy", mmap_mode="r")
         sentence_rows = np.load(path / "sentence_rows.npy")
         bm25 = BM25.load(path)
@@ -385,16 +430,23 @@ def write(
     *,
     keep_versions: int,
     base: str | None = None,
+    grow: Path | None = None,
 ) -> Index:
     """Write a new version and make it live; returns it, loaded. The caller holds `write_lock`.
 
-    `base` is the version the change was made from, which pruning keeps (with any newer one).
+    `base` is the version the change was made from, which pruning keeps (with any newer one). `grow`
+    is its HNSW file, when its vectors are the first rows of `vectors`: the graph is read and the rest
+    added to it, instead of building a graph over every vector again.
     """
     root.mkdir(parents=True, exist_ok=True)
     name = version_name()  # sorts by creation time, which is what pruning relies on
     temporary = root / f".tmp-{name}"
     temporary.mkdir()
-    index, kind = make_faiss(vectors, manifest.dim)
+    if grow is not None:
+        index, kind = faiss.read_index(str(grow)), GRAPH  # into memory: a mapped index cannot grow
+        index.add(np.ascontiguousarray(vectors[index.ntotal :], dtype=np.float32))
+    else:
+        index, kind = make_faiss(vectors, manifest.dim)
     faiss.write_index(index, str(temporary / "vectors.faiss"))
     sentence_rows = np.cumsum([0, *(len(s) for s in sentences)], dtype=np.int64)
     matrix = np.vstack([np.zeros((0, manifest.dim), dtype=np.float32), *sentences]).astype(np.float32)
