@@ -11,6 +11,10 @@ half is skipped as the file is read: it is never seen here.
 - The threshold to ship is chosen the same way on the whole development half.
 - Reliability: the evidence of each question's best sentence, binned, against the share of those
   questions the reader answers correctly (the probability the evidence stands for).
+- A mechanical check at the chosen threshold: questions built from the report's headings and its
+  `- **attribute**：value` lines ("MedGPT的病种覆盖率是多少？", six wordings each), and the same
+  questions asked of each other model whose section and sentences never state that attribute
+  (unanswerable by construction).
 
 Writes benchmarks/results/reader_threshold.json, reader_threshold.png and reader_reliability.png.
 
@@ -20,6 +24,7 @@ Writes benchmarks/results/reader_threshold.json, reader_threshold.png and reader
 import argparse
 import json
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -41,6 +46,16 @@ SEED = 20261202
 FOLDS = 5
 REPEATS = 30
 GRID = np.round(np.arange(0.30, 0.70001, 0.005), 3)
+MODELS = ("MedGPT", "MMed-Llama 3", "MedLM", "Med-PaLM 2")
+WORDINGS = (
+    "{e}的{k}是多少？",
+    "{e}的{k}是什么？",
+    "请问{e}的{k}怎么样？",
+    "关于{e}，{k}如何？",
+    "{e}在{k}方面有什么特点？",
+    "{e}的{k}有哪些？",
+)
+ATTRIBUTE_LINE = re.compile(r"- \*\*(.+?)\*\*：(.+)")
 
 
 def development_half(path: Path) -> list[dict]:
@@ -77,6 +92,35 @@ def outcomes(service: Service, items: list[dict]) -> tuple[np.ndarray, ...]:
             bool(item["answerable"] and answer.found and any(contains(answer.text, a) for a in item["answer_any"]))
         )
     return np.array(evidence), np.array(answerable), np.array(right), np.array(would)
+
+
+def attribute_questions(report: str) -> list[dict]:
+    """Heading + attribute questions over the report, and their entity swaps (see the module's docstring)."""
+    lines = report.splitlines()
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in lines:
+        if line.startswith(("## ", "### ")):  # a model's section runs to the next heading of its level or above
+            current = next((m for m in MODELS if m in line), None) if line.startswith("### ") else None
+        if current:
+            sections.setdefault(current, []).append(line)
+    items = []
+    for model, body in sections.items():
+        for line in body:
+            found = ATTRIBUTE_LINE.match(line)
+            if not found:
+                continue
+            attribute, value = found.group(1), re.sub(r"\s*\(\[.*", "", found.group(2))
+            for wording in WORDINGS:
+                question = wording.format(e=model, k=attribute)
+                items.append({"question": question, "answerable": True, "answer_any": [value[:6]]})
+                for other in MODELS:
+                    stated = any(attribute in row for row in sections.get(other, [])) or any(
+                        attribute in row and other in row for row in lines
+                    )
+                    if other != model and not stated:
+                        items.append({"question": wording.format(e=other, k=attribute), "answerable": False})
+    return items
 
 
 def figures(answerable: np.ndarray, right: np.ndarray) -> tuple[float, float]:
@@ -176,6 +220,8 @@ def main() -> None:
         if job is not None:
             job.wait()
         evidence, answerable, right, would = outcomes(service, items)
+        mechanical = attribute_questions((ROOT / "corpus" / "report.md").read_text(encoding="utf-8"))
+        _, mechanical_answerable, mechanical_right, _ = outcomes(service, mechanical)
         service.close()
     chosen = choose(answerable, right)
     shipped = int(np.argmin(np.abs(GRID - Settings().min_evidence)))
@@ -187,6 +233,13 @@ def main() -> None:
         "cross_validated": cross_validate(answerable, right, random.Random(SEED)),
         "chosen_threshold": float(GRID[chosen]),
         "at_chosen_in_sample": dict(zip(("answer", "refusal"), figures(answerable, right[:, chosen]), strict=True)),
+        "mechanical_at_chosen": {
+            "questions": len(mechanical),
+            "answerable": int(mechanical_answerable.sum()),
+            **dict(
+                zip(("answer", "refusal"), figures(mechanical_answerable, mechanical_right[:, chosen]), strict=True)
+            ),
+        },
         "at_settings_default": {
             "threshold": float(GRID[shipped]),
             **dict(zip(("answer", "refusal"), figures(answerable, right[:, shipped]), strict=True)),
