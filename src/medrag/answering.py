@@ -4,7 +4,9 @@ No language model is needed. Each sentence of the top passages is scored by the 
 of its embedding (with its heading for context) to the question's, and by how much of the
 question's weight (BM25 idf) it covers. The best one or two sentences become the answer, each
 followed by an `[n]` marker bound to its passage. The evidence score of the best sentence
-decides whether to answer at all: below `min_evidence` the answer is `found: false`.
+decides whether to answer at all: below `min_evidence` the answer is `found: false`. Evidence is
+half similarity, half how much of what the question asks about (its terms without the entities it
+names) the sentence itself holds; `benchmarks/train_reader.py` chooses the threshold out of fold.
 """
 
 import re
@@ -97,7 +99,7 @@ class Candidate:
     start: int  # the sentence's offsets in its passage's text
     end: int
     dense: float
-    coverage: float
+    support: float  # the coverage the evidence counts: of the attribute asked, by the sentence (see candidates)
     rank: float
     evidence: float
 
@@ -173,6 +175,9 @@ class ExtractiveAnswerer:
         asked = set(query.entities)
         figures = premise_figures(query)
         terms = self.weigh(list(query.terms))
+        # What the question asks about: its terms without the names of the entities it asks it of.
+        asked_about = {term for term, _ in query.attributes}
+        attributes = [term for term in terms if term[0] in asked_about]
         wants_number = bool(QUANTITY.search(query.text))
         rows = []
         top = hits[: self.passages]
@@ -204,20 +209,21 @@ class ExtractiveAnswerer:
                     local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
                 if wants_number and not re.search(r"\d", sentence):
                     local *= 0.8  # asked for a number or a date, and this sentence has none
+                # Evidence: the sentence must hold the attribute asked, not just its passage (a
+                # passage about the entity holds most questions' words somewhere). Across languages
+                # attribute words cannot match, and a question naming only its entity has none:
+                # there the passage's coverage of all the question's terms stands in.
+                if cross_lingual or not attributes:
+                    support = self.coverage(terms, passage, cross_lingual)
+                else:
+                    support = self.coverage(attributes, own, cross_lingual)
                 rows.append(
-                    (
-                        index,
-                        (sentence, start, end),
-                        float(vector @ query_vector),
-                        local,
-                        self.coverage(terms, passage, cross_lingual),
-                        cross_lingual,
-                    )
+                    (index, (sentence, start, end), float(vector @ query_vector), local, support, cross_lingual)
                 )
         if not rows:
             return []
         result = []
-        for index, (sentence, start, end), dense, local, coverage, cross_lingual in rows:
+        for index, (sentence, start, end), dense, local, support, cross_lingual in rows:
             similarity = rescale(dense, cross_lingual)
             # Within a close call the better-retrieved passage wins.
             prior = 1 - index / self.passages
@@ -228,9 +234,9 @@ class ExtractiveAnswerer:
                     start,
                     end,
                     dense,
-                    coverage,
+                    support,
                     rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
-                    evidence=0.5 * similarity + 0.5 * coverage,
+                    evidence=0.5 * similarity + 0.5 * support,
                 )
             )
         return sorted(result, key=lambda c: -c.rank)

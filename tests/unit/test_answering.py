@@ -70,3 +70,14 @@ def test_a_split_off_character_is_kept_with_the_next_word():
 def test_follow_up_wording_still_finds_the_answer(service):
     answer = service.ask("MedGPT的参数量是多少？").answer
     assert answer.found and "1000亿" in answer.text
+
+
+def test_evidence_counts_the_asked_attribute_in_the_sentence_not_in_its_passage(service):
+    # The report gives a 病种覆盖率 for MedGPT only. Med-PaLM 2's passages hold 覆盖 and 率 in sentences
+    # about other things (its languages, its pass rate): they must not count as support.
+    swapped = service.ask("Med-PaLM 2的病种覆盖率是多少？").answer
+    assert not swapped.found
+    assert swapped.evidence < service.settings.min_evidence
+    stated = service.ask("MedGPT的病种覆盖率是多少？").answer
+    assert stated.found and "80%" in stated.text
+    assert stated.evidence > swapped.evidence + 0.2
