@@ -556,6 +556,7 @@ class Service:
 
     def resume_jobs(self) -> None:
         """Queue again the jobs the last run of the service left queued, in every knowledge base (at start)."""
+        self.check_writes()
         try:
             names = [record.name for record in self.knowledge_bases()]
         except MedragError as error:  # the store is down: the service starts and reports it on each request
