@@ -15,7 +15,6 @@ same session; results go to benchmarks/results/first_question.json under `--labe
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from peer import free_port, percentile
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -36,20 +37,6 @@ def questions() -> list[str]:
             if line.strip():
                 seen.setdefault(json.loads(line)["question"], None)
     return list(seen)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(src: Path, index: Path, port: int) -> subprocess.Popen:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import httpx
 
+from latency import percentile
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CORES = os.cpu_count() or 1
@@ -68,14 +70,6 @@ def wordings(items: list[dict], seed: int = 13) -> list[str]:
     unique = list(dict.fromkeys(texts))
     random.Random(seed).shuffle(unique)
     return unique
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return round(ordered[low] + (ordered[high] - ordered[low]) * (position - low), 2)
 
 
 def summary(latencies: list[float], wall: float) -> dict:

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import httpx
 
-from first_question import free_port, percentile, serve, wait_ready
+from first_question import serve, wait_ready
 from medrag.evaluation import evaluate, load_questions
+from peer import free_port, percentile
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
