@@ -8,6 +8,15 @@ import tempfile
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
+# The media type a client sends with each kind of file these helpers build.
+MEDIA = {
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv",
+    "pdf": "application/pdf",
+    "png": "image/png",
+}
 STYLE = """<style>body{font-family:"Noto Sans CJK SC","Noto Serif CJK SC",sans-serif;font-size:12pt}
 h1{font-size:22pt}h2{font-size:16pt}table{border-collapse:collapse}td,th{border:1px solid #000;padding:4px}
 .page{page-break-before:always}</style>"""

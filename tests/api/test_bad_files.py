@@ -16,14 +16,7 @@ pytestmark = pytest.mark.slow
 LIMIT = 8_000_000
 # Far above what each case takes (well under a few seconds); a parser that ran on would blow it.
 BOUND = 30.0
-MEDIA = {
-    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "csv": "text/csv",
-    "pdf": "application/pdf",
-    "png": "image/png",
-}
+MEDIA = formatfiles.MEDIA
 DOCX = formatfiles.docx_file("t", [("text", "正文。")])
 PPTX = formatfiles.pptx_file([("标题", ["要点"], "")])
 PDF = formatfiles.blank_pdf(1)

@@ -65,14 +65,7 @@ FILES = {
     "crane-scan.pdf": formatfiles.scanned_pdf(CRANE),
     "stork.png": formatfiles.png_file(STORK),
 }
-MEDIA = {
-    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "csv": "text/csv",
-    "pdf": "application/pdf",
-    "png": "image/png",
-}
+MEDIA = formatfiles.MEDIA
 # Question, the words the answer must hold, the file it comes from, its section path, its page.
 QUESTIONS = [
     ("苍鹭问诊系统每天服务多少名门诊患者？", "三千名", "heron.docx", "部署情况 > 东山医院", None),
