@@ -6,12 +6,12 @@ ends with `medrag repair`, after which /healthz says `ok` again.
 """
 
 import shutil
-import time
 
 import httpx
 import pytest
 
 from medrag import cli
+from tests import http_jobs
 
 from ..conftest import Server
 
@@ -56,14 +56,7 @@ CASES += [("live-folder-deleted", None, "folder")]
 
 
 def finish(http: httpx.Client, response: httpx.Response) -> dict:
-    assert response.status_code == 202, response.text
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        job = http.get(response.headers["location"], headers=AUTH).json()
-        if job["state"] in ("done", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError("job did not finish in 120 s")
+    return http_jobs.finish(http, response, AUTH)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from medrag.stores import faiss as store
+from tests import http_jobs
 
 from ..conftest import Server
 
@@ -45,14 +46,7 @@ def live(real_index, tmp_path_factory):
 
 
 def finish(http: httpx.Client, response: httpx.Response) -> dict:
-    assert response.status_code == 202, response.text
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        job = http.get(response.headers["location"], headers=AUTH).json()
-        if job["state"] in ("done", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError("job did not finish in 120 s")
+    return http_jobs.finish(http, response, AUTH)
 
 
 def live_version(http: httpx.Client) -> dict:
