@@ -7,6 +7,8 @@ followed by an `[n]` marker bound to its passage. The evidence score of the best
 decides whether to answer at all: below `min_evidence` the answer is `found: false`. Evidence is
 half similarity, half how much of what the question asks about (its terms without the entities it
 names) the sentence itself holds; `benchmarks/train_reader.py` chooses the threshold out of fold.
+Words are also matched by their dictionary translations and synonyms (`glossary`), so an English or
+paraphrased question can cover a Chinese sentence. docs/design.md gives every rule and its reason.
 """
 
 import re
@@ -19,8 +21,9 @@ import numpy as np
 from .chunking import reader_sentences
 from .embedding import Embedder
 from .entities import Lexicon
+from .glossary import synonyms, translations
 from .lexical import idf
-from .query import CJK_RUN, language
+from .query import CJK_RUN, holds, language
 from .textnorm import neutralise_markers, normalize
 from .types import Answer, Chunk, Citation, Hit, Query, Question, Quote
 
@@ -37,14 +40,19 @@ REFERENCE_ENTRY = re.compile(r"^\s*(?:\d+[.、)]\s*)?[^.。\n]{1,40}\.\s*\(\d{4}
 # the corpus has no such word at all, the question is about something the corpus does not cover.
 # (A capitalised English word alone, Australia or Chinese, says too little.)
 SPECIFIC_NAME = re.compile(r"\d|[a-z][A-Z]|[\u3400-\u9fff]")
+MODEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9 .\-]*")
+# What a sentence may open with before its subject: a list marker, a "label：", a date ("2023年12月，").
+SUBJECT_OPENING = re.compile(
+    r"^\s*(?:(?:[-*]|\d+[.、)])\s*)?(?:[^：:，,。]{1,12}[：:])?\s*(?:\d{4}年(?:\d{1,2}月)?(?:\d{1,2}日)?[，,]?)?"
+)
 # Figures a question states as premises: two digits or more (years, counts).
 FIGURE = re.compile(r"\d{2,}(?:\.\d+)?")
-# Words of a question that ask for a number, a date or a share.
-QUANTITY = re.compile(
-    r"多少|几|多大|多高|多长|多久|比例|百分之|何时|什么时候|哪一?年|哪一天|日期"
-    r"|how (many|much)|when|what year|percent|rate|accuracy|score",
-    re.IGNORECASE,
-)
+# Answer types a sentence visibly holds or lacks (a figure, a date): lacking it weighs against the sentence.
+VISIBLE_TYPES = frozenset({"date", "quantity"})
+# The credit a word gets when the text has a synonym of it rather than the word (a paraphrase).
+SYNONYM_CREDIT = 0.7
+# How much a sentence's evidence keeps when it lacks the visible answer type asked for.
+TYPE_MISS = 0.85
 
 
 class IndexReading(Protocol):
@@ -90,6 +98,27 @@ def match(term: str, passage: str) -> float:
         bigrams = [term[i : i + 2] for i in range(len(term) - 1)]
         return sum(b in passage for b in bigrams) / len(bigrams)
     return 0.0
+
+
+@dataclass(frozen=True)
+class Term:
+    """A question's term as the reader weighs it."""
+
+    text: str
+    weight: float
+    known: bool  # the corpus has it as written
+    translations: tuple[str, ...]  # its dictionary translations (glossary.translations)
+    synonyms: tuple[str, ...]  # words sharing a specific translation with it (glossary.synonyms)
+
+
+def as_written(term: Term) -> bool:
+    """Whether a term can match text in another language as it is written (a name, a number, a word the corpus has)."""
+    return term.known or bool(NAME.fullmatch(term.text))
+
+
+def matchable(term: Term) -> bool:
+    """Whether a term can match text in another language at all."""
+    return as_written(term) or bool(term.translations)
 
 
 @dataclass(frozen=True)
@@ -173,13 +202,15 @@ class ExtractiveAnswerer:
             return []
         asked_in = query.language
         asked = set(query.entities)
+        asked_models = models(asked)
         figures = premise_figures(query)
         terms = self.weigh(list(query.terms))
         # What the question asks about: its terms without the names of the entities it asks it of.
         asked_about = {term for term, _ in query.attributes}
-        attributes = [term for term in terms if term[0] in asked_about]
-        wants_number = bool(QUANTITY.search(query.text))
-        rows = []
+        attributes = [term for term in terms if term.text in asked_about]
+        kind = query.answer_type if query.answer_type in VISIBLE_TYPES else None
+        excluded = [term.lower() for term in query.excluded]
+        result = []
         top = hits[: self.passages]
         for index, (hit, vectors) in enumerate(
             zip(top, self.index.sentence_vectors([h.chunk for h in top]), strict=True)
@@ -200,6 +231,8 @@ class ExtractiveAnswerer:
                 named = around | set(self.lexicon.names(previous)) | set(self.lexicon.names(before))
                 if not asked <= named:
                     continue
+                if asked_models and self.subject(previous) in models(self.lexicon.names(previous)) - asked_models:
+                    continue  # the sentence is about another model than the one asked about
                 cross_lingual = language(sentence) != asked_in
                 # Terms in the sentence itself count fully, terms only in its headings half; across
                 # languages the few matchable terms are names, which headings carry as well.
@@ -207,39 +240,42 @@ class ExtractiveAnswerer:
                 local = self.coverage(terms, f"{context} {own}", cross_lingual)
                 if not cross_lingual:
                     local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
-                if wants_number and not re.search(r"\d", sentence):
-                    local *= 0.8  # asked for a number or a date, and this sentence has none
+                lacks_type = kind is not None and not holds(kind, own)  # asked for a figure or a date, none here
+                if lacks_type:
+                    local *= 0.8
+                if any(term in own for term in excluded):
+                    local *= 0.5  # the sentence gives what the question sets aside
                 # Evidence: the sentence must hold the attribute asked, not just its passage (a
                 # passage about the entity holds most questions' words somewhere). Across languages
                 # attribute words cannot match, and a question naming only its entity has none:
                 # there the passage's coverage of all the question's terms stands in.
-                if cross_lingual or not attributes:
-                    support = self.coverage(terms, passage, cross_lingual)
-                else:
+                if attributes and (not cross_lingual or any(matchable(term) for term in attributes)):
                     support = self.coverage(attributes, own, cross_lingual)
-                rows.append(
-                    (index, (sentence, start, end), float(vector @ query_vector), local, support, cross_lingual)
+                else:
+                    support = self.coverage(terms, passage, cross_lingual)
+                dense = float(vector @ query_vector)
+                similarity = rescale(dense, cross_lingual)
+                prior = 1 - index / self.passages  # within a close call the better-retrieved passage wins
+                evidence = 0.5 * similarity + 0.5 * support
+                result.append(
+                    Candidate(
+                        index,
+                        sentence,
+                        start,
+                        end,
+                        dense,
+                        support,
+                        rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
+                        evidence=evidence * TYPE_MISS if lacks_type else evidence,
+                    )
                 )
-        if not rows:
-            return []
-        result = []
-        for index, (sentence, start, end), dense, local, support, cross_lingual in rows:
-            similarity = rescale(dense, cross_lingual)
-            # Within a close call the better-retrieved passage wins.
-            prior = 1 - index / self.passages
-            result.append(
-                Candidate(
-                    index,
-                    sentence,
-                    start,
-                    end,
-                    dense,
-                    support,
-                    rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
-                    evidence=0.5 * similarity + 0.5 * support,
-                )
-            )
         return sorted(result, key=lambda c: -c.rank)
+
+    def subject(self, sentence: str) -> str | None:
+        """The entity a (normalised) sentence opens with, after a "label：" and a date: what it is about."""
+        opening = SUBJECT_OPENING.sub("", sentence)
+        mentions = self.lexicon.find(opening)
+        return mentions[0].name if mentions and mentions[0].start == 0 else None
 
     def unknown(self, query: Query) -> bool:
         """Whether the question names a model or organisation the corpus has no word for at all."""
@@ -249,29 +285,55 @@ class ExtractiveAnswerer:
         _, frequencies = self.index.term_statistics(names)
         return any(frequencies[name] == 0 for name in names)
 
-    def weigh(self, terms: list[tuple[str, float]]) -> list[tuple[str, float, bool]]:
-        """Each term with its weight (part-of-speech weight x idf) and whether the corpus has it as written.
+    def weigh(self, terms: list[tuple[str, float]]) -> list[Term]:
+        """Each term with its weight (part-of-speech weight x idf), whether the corpus has it as written,
+        and its dictionary translations.
 
         The index is asked once per question; a term the corpus never saw gets the highest idf.
         """
         chunks, frequencies = self.index.term_statistics({form for term, _ in terms for form in (term, term.lower())})
         return [
-            (term, weight * idf(chunks, frequencies[term.lower()]), frequencies[term] > 0) for term, weight in terms
+            Term(
+                term,
+                weight * idf(chunks, frequencies[term.lower()]),
+                frequencies[term] > 0,
+                translations(term),
+                synonyms(term),
+            )
+            for term, weight in terms
         ]
 
-    def coverage(self, terms: list[tuple[str, float, bool]], passage: str, cross_lingual: bool) -> float:
+    def coverage(self, terms: list["Term"], passage: str, cross_lingual: bool) -> float:
         """Share of the question's weight found in the passage.
 
-        Across languages only terms that can match at all count: words the corpus contains
-        (model names, numbers) and capitalised names, which a translation would keep.
+        A term is looked for as written and, unless the corpus has it as written or it is a name, by its
+        dictionary translations too. Across languages only what can match counts: words the corpus
+        contains (model names, numbers), capitalised names (a translation keeps them), translations.
         """
         found = total = 0.0
-        for term, weight, known in terms:
-            if cross_lingual and not (known or NAME.fullmatch(term)):
-                continue
-            total += weight
-            found += weight * match(term.lower(), passage)
+        for term in terms:
+            forms = (term.text.lower(),)
+            if not as_written(term):
+                # A word the corpus lacks may be in the question's other language (医联 in an English
+                # question); across languages it can only match by its translations.
+                forms = term.translations if cross_lingual else (*forms, *term.translations)
+                if not forms:
+                    continue
+            total += term.weight
+            found += term.weight * max(
+                max(match(form, passage) for form in forms),
+                max((SYNONYM_CREDIT * match(form, passage) for form in term.synonyms), default=0.0),
+            )
         return found / total if total else 0.0
+
+
+def models(names: Iterable[str]) -> set[str]:
+    """The names among these that look like a model's (a digit or an inner capital: MedGPT, Med-PaLM 2).
+
+    A sentence that opens with another model is about that model; one that opens with an organisation
+    (医联, Google) may still be about the model its heading names.
+    """
+    return {name for name in names if MODEL_NAME.fullmatch(name) and SPECIFIC_NAME.search(name)}
 
 
 def is_reference(chunk: Chunk, sentence: str) -> bool:

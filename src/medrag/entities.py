@@ -39,6 +39,13 @@ LEADING = re.compile(r".*(?:相当于|覆盖|包括|由|与|和|及|在|于|为|
 # What follows a name in brackets is not an alias when it gives an example or a list.
 NOT_ALIAS = re.compile(r"^(?:如|例如|即|包括|e\.g\.)|[和与、,，]")
 URL = re.compile(r"https?://\S+")
+# Where people write a Latin name's parts together or apart: GPT-4, GPT 4 and gpt4 are one name.
+NAME_BREAK = re.compile(r"[-\s.]+|(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])")
+
+
+def squashed(form: str) -> str:
+    """A Latin name without the separators between its parts (lower case): med-palm 2 → medpalm2."""
+    return "".join(NAME_BREAK.split(form.lower()))
 
 
 def trimmed(name: str) -> str:
@@ -118,9 +125,12 @@ class Lexicon:
 
     def __init__(self, groups: list[tuple[str, ...]]):
         self.canonical: dict[str, str] = {}
+        self.by_squashed: dict[str, str] = {}  # Latin forms written with or without separators
         for forms in groups:
             for form in forms:
                 self.canonical.setdefault(form.lower(), forms[0])
+                if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 .\-]*", form):
+                    self.by_squashed.setdefault(squashed(form), forms[0])
 
     @classmethod
     def of(cls, documents) -> "Lexicon":
@@ -133,9 +143,13 @@ class Lexicon:
         if not forms:
             return None
         # Latin forms must not sit inside a longer word: "Llama 3" in "MMed-Llama 3" is not Llama 3.
+        # Their parts may be written together or apart (see NAME_BREAK).
         parts = []
         for form in forms:
-            escaped = re.escape(form)
+            if squashed(form) in self.by_squashed:
+                escaped = r"[-\s.]?".join(re.escape(part) for part in NAME_BREAK.split(form) if part)
+            else:
+                escaped = re.escape(form)
             if re.match(r"[a-z0-9]", form):
                 escaped = r"(?<![a-z0-9\-])" + escaped
             if re.search(r"[a-z0-9]$", form):
@@ -148,7 +162,10 @@ class Lexicon:
         if self._pattern is None:
             return []
         lowered = text.lower()
-        return [Mention(self.canonical[m.group()], m.start(), m.end()) for m in self._pattern.finditer(lowered)]
+        return [
+            Mention(self.canonical.get(m.group()) or self.by_squashed[squashed(m.group())], m.start(), m.end())
+            for m in self._pattern.finditer(lowered)
+        ]
 
     def names(self, text: str) -> list[str]:
         """Canonical names of the entities in text, in order, each once."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import filters, query
+from . import filters, glossary, query
 from .answering import Answerer, ExtractiveAnswerer
 from .conversation import standalone
 from .embedding import Embedder
@@ -137,6 +137,7 @@ class Pipeline:
     def _make(self, index: IndexView) -> Snapshot:
         if self._snapshot is None:
             query.warm_up()
+            glossary.warm_up()
         options = self.options
         lexicon = Lexicon.of(index.documents.values())
         answerer: Answerer = ExtractiveAnswerer(self.embedder, index, lexicon, min_evidence=options.min_evidence)

@@ -75,6 +75,12 @@ ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
         ("definition", r"是什么|什么是|指什么|\bwhat (is|are|was)\b|介绍", r""),
     )
 )
+# Tokens that are no term: punctuation alone, one Latin letter.
+NOT_A_TERM = re.compile(r"[\W_]+|[A-Za-z]")
+# Colloquial spellings of question words, written out before analysis (啥 is 什么, 咋 is 怎么).
+COLLOQUIAL = (("啥时候", "什么时候"), ("多会儿", "什么时候"), ("啥", "什么"), ("咋", "怎么"), ("哪儿", "哪里"))
+# "除了X之外还有…": X is what the question sets aside, not what it asks about.
+EXCLUDED = re.compile(r"除了?([^，,。？?]{1,20}?)(?:之外|以外|外)")
 # Words that ask rather than name.
 ASKING = re.compile(r"哪|什么|谁|几|多少|何")
 # Types whose answer a sentence visibly holds or lacks; the others say nothing about a sentence.
@@ -89,6 +95,9 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
     """
     text = text.strip()
     normalized = normalize(text)
+    for colloquial, written in COLLOQUIAL:
+        normalized = normalized.replace(colloquial, written)
+    excluded = tuple(term for clause in EXCLUDED.findall(normalized) for term, _ in question_terms(clause))
     terms = question_terms(normalized)
     named: list[str] = []
     unknown: list[str] = []
@@ -107,7 +116,7 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
         covered = " ".join([*spans, *(n.lower() for n in named), *(n.lower() for n in unknown)])
     else:
         covered = " ".join(n.lower() for n in entities(normalized))
-    attributes = [(term, weight) for term, weight in terms if term.lower() not in covered]
+    attributes = [(term, weight) for term, weight in terms if term.lower() not in covered and term not in excluded]
     return Query(
         text=text,
         normalized=normalized,
@@ -117,6 +126,7 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
         unknown_names=tuple(unknown),
         answer_type=answer_type(normalized),
         attributes=tuple(attributes),
+        excluded=excluded,
     )
 
 
@@ -155,6 +165,8 @@ def question_terms(question: str) -> list[tuple[str, float]]:
         word = word.strip()
         if not word or not WORD.fullmatch(word) or word.lower() in STOPWORDS or word in QUESTION_WORDS:
             continue
+        if NOT_A_TERM.fullmatch(word):
+            continue  # a hyphen, the s of "MedLM's"
         if flag == "m" and not any(c.isdigit() for c in word):
             continue  # 多少, 几: question words tagged as numerals
         weight = POS_WEIGHTS.get(flag, POS_WEIGHTS.get(flag[:1], 0.3))

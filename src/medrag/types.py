@@ -127,6 +127,7 @@ class Query:
     unknown_names: tuple[str, ...] = ()  # names in the question that the corpus's entity list lacks
     answer_type: str = "other"  # see query.ANSWER_TYPES
     attributes: tuple[tuple[str, float], ...] = ()  # the terms that are not part of a name: what is asked
+    excluded: tuple[str, ...] = ()  # terms the question sets aside ("除了X之外"): not what it asks for
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,26 @@ def test_evidence_counts_the_asked_attribute_in_the_sentence_not_in_its_passage(
     stated = service.ask("MedGPT的病种覆盖率是多少？").answer
     assert stated.found and "80%" in stated.text
     assert stated.evidence > swapped.evidence + 0.2
+
+
+def test_english_questions_are_weighed_through_the_dictionary(service):
+    # No word of the question is in the report; "privacy" and "certification" are, as 隐私 and 认证.
+    answer = service.ask("What privacy certification does MedLM hold?").answer
+    assert answer.found and "HIPAA" in answer.text
+
+
+def test_a_sentence_about_another_model_does_not_answer(service):
+    # MedLM's section also says Med-PaLM 2 passed a US exam; that sentence is about Med-PaLM 2.
+    answer = service.ask("Which hospital in Taiwan adopted MedLM?").answer
+    assert answer.found and "中国医药大学附设医院" in answer.text
+    assert not answer.text.startswith("Med-PaLM 2")
+
+
+def test_model_names_written_without_separators(service):
+    answer = service.ask("mmed llama3在mmedbench上的准确率是多少").answer
+    assert answer.found and "67.75" in answer.text
+
+
+def test_what_the_question_sets_aside_is_not_the_answer(service):
+    answer = service.ask("除了癌症治疗以外，中医大附医用MedLM做什么？").answer
+    assert answer.found and "癌症" not in answer.text

