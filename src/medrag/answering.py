@@ -23,7 +23,7 @@ from .embedding import Embedder
 from .entities import Lexicon
 from .glossary import synonyms, translations
 from .lexical import idf
-from .query import CJK_RUN, holds, language
+from .query import CJK_RUN, asks_source, holds, language
 from .textnorm import neutralise_markers, normalize
 from .types import Answer, Chunk, Citation, Hit, Query, Question, Quote
 
@@ -40,6 +40,9 @@ REFERENCE_ENTRY = re.compile(r"^\s*(?:\d+[.、)]\s*)?[^.。\n]{1,40}\.\s*\(\d{4}
 # the corpus has no such word at all, the question is about something the corpus does not cover.
 # (A capitalised English word alone, Australia or Chinese, says too little.)
 SPECIFIC_NAME = re.compile(r"\d|[a-z][A-Z]|[\u3400-\u9fff]")
+# An acronym (FDA, WHO): in a Chinese question it is written as the corpus would write it, so a
+# corpus without it does not cover what is asked. (In an English one it may be a translation: US.)
+ACRONYM = re.compile(r"[A-Z]{2,6}")
 MODEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9 .\-]*")
 # What a sentence may open with before its subject: a list marker, a "label：", a date ("2023年12月，").
 SUBJECT_OPENING = re.compile(
@@ -48,7 +51,7 @@ SUBJECT_OPENING = re.compile(
 # Figures a question states as premises: two digits or more (years, counts).
 FIGURE = re.compile(r"\d{2,}(?:\.\d+)?")
 # Answer types a sentence visibly holds or lacks (a figure, a date): lacking it weighs against the sentence.
-VISIBLE_TYPES = frozenset({"date", "quantity"})
+VISIBLE_TYPES = frozenset({"source", "date", "quantity"})
 # The credit a word gets when the text has a synonym of it rather than the word (a paraphrase).
 SYNONYM_CREDIT = 0.7
 # How much a sentence's evidence keeps when it lacks the visible answer type asked for.
@@ -209,6 +212,7 @@ class ExtractiveAnswerer:
         asked_about = {term for term, _ in query.attributes}
         attributes = [term for term in terms if term.text in asked_about]
         kind = query.answer_type if query.answer_type in VISIBLE_TYPES else None
+        source_words = frozenset(term.text for term in attributes if asks_source(term.text))
         excluded = [term.lower() for term in query.excluded]
         result = []
         top = hits[: self.passages]
@@ -240,9 +244,13 @@ class ExtractiveAnswerer:
                 local = self.coverage(terms, f"{context} {own}", cross_lingual)
                 if not cross_lingual:
                     local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
-                lacks_type = kind is not None and not holds(kind, own)  # asked for a figure or a date, none here
+                # Asked for a figure or a date, and none here. (A citation may close the paragraph instead of
+                # each sentence: for a source, the rest of the passage counts.)
+                lacks_type = kind is not None and not holds(kind, chunk.text[start:] if kind == "source" else own)
                 if lacks_type:
-                    local *= 0.8
+                    local *= 0.6
+                # Asked for a source, the sentence's citation gives it: the words asking for it are answered.
+                given = source_words if kind == "source" and not lacks_type else frozenset()
                 if any(term in own for term in excluded):
                     local *= 0.5  # the sentence gives what the question sets aside
                 # Evidence: the sentence must hold the attribute asked, not just its passage (a
@@ -250,7 +258,7 @@ class ExtractiveAnswerer:
                 # attribute words cannot match, and a question naming only its entity has none:
                 # there the passage's coverage of all the question's terms stands in.
                 if attributes and (not cross_lingual or any(matchable(term) for term in attributes)):
-                    support = self.coverage(attributes, own, cross_lingual)
+                    support = self.coverage(attributes, own, cross_lingual, given)
                 else:
                     support = self.coverage(terms, passage, cross_lingual)
                 dense = float(vector @ query_vector)
@@ -278,8 +286,12 @@ class ExtractiveAnswerer:
         return mentions[0].name if mentions and mentions[0].start == 0 else None
 
     def unknown(self, query: Query) -> bool:
-        """Whether the question names a model or organisation the corpus has no word for at all."""
-        names = [name.lower() for name in query.unknown_names if SPECIFIC_NAME.search(name)]
+        """Whether the question names a model, organisation or acronym the corpus has no word for at all."""
+        names = [
+            name.lower()
+            for name in query.unknown_names
+            if SPECIFIC_NAME.search(name) or (query.language == "zh" and ACRONYM.fullmatch(name))
+        ]
         if not names:
             return False
         _, frequencies = self.index.term_statistics(names)
@@ -303,15 +315,22 @@ class ExtractiveAnswerer:
             for term, weight in terms
         ]
 
-    def coverage(self, terms: list["Term"], passage: str, cross_lingual: bool) -> float:
+    def coverage(
+        self, terms: list["Term"], passage: str, cross_lingual: bool, given: frozenset[str] = frozenset()
+    ) -> float:
         """Share of the question's weight found in the passage.
 
         A term is looked for as written and, unless the corpus has it as written or it is a name, by its
         dictionary translations too. Across languages only what can match counts: words the corpus
         contains (model names, numbers), capitalised names (a translation keeps them), translations.
+        Terms in `given` count as found (the words asking for a source, when the text cites one).
         """
         found = total = 0.0
         for term in terms:
+            if term.text in given:
+                total += term.weight
+                found += term.weight
+                continue
             forms = (term.text.lower(),)
             if not as_written(term):
                 # A word the corpus lacks may be in the question's other language (医联 in an English

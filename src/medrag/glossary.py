@@ -27,6 +27,8 @@ FUNCTION_WORDS = frozenset(
 MAX_SENSES = 8
 # English endings to take off, and what to put back (tries → try, based → base).
 INFLECTIONS = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
+# An English word with more translations than this has too many senses to translate at all (first, pass).
+MAX_TRANSLATIONS = 16
 # Chinese words this long or longer are phrases and idioms, not translations of one English word.
 MAX_CHINESE = 4
 
@@ -78,7 +80,8 @@ def translations(term: str) -> tuple[str, ...]:
     if ENGLISH_WORD.fullmatch(term):
         for form in stems(term):
             if form in english:
-                return english[form]
+                forms = english[form]
+                return forms if len(forms) <= MAX_TRANSLATIONS else ()
         return ()
     return chinese.get(term, ())
 

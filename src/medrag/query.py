@@ -16,6 +16,7 @@ from .types import Query
 
 CJK = re.compile(r"[\u3400-\u9fff]")
 CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
+LATIN_WORDS = re.compile(r"[A-Za-z]+")
 # Words that shape a question rather than name what it asks about.
 QUESTION_WORDS = frozenset(
     "什么 什么样 哪 哪个 哪些 哪家 哪里 哪儿 哪一天 哪年 几 多少 多 多大 多高 多长 多久 "
@@ -37,6 +38,13 @@ POINTING_BACK = frozenset(
 ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
     (name, re.compile(asked, re.IGNORECASE), re.compile(held, re.IGNORECASE))
     for name, asked, held in (
+        (
+            "source",
+            r"(哪家|哪个|哪些|什么|哪一?篇)(媒体|报道|报纸|刊物|期刊|杂志|网站|来源|出处|文献|文章|新闻)|引用了?(哪|什么)"
+            r"|出处|来源是|\bwhich (publication|source|outlet|media|article|journal|newspaper|magazine|website)"
+            r"|\bwhat (publication|source|outlet|article|journal)|\bcited\b|according to (which|what)",
+            r"[(（][^()（）]{1,40}[,，]\s*\d{4}[a-z]?(?:[;；][^()（）]*)?[)）]",
+        ),
         (
             "date",
             r"什么时候|何时|哪一?年|哪一天|哪个月|几月|几号|日期"
@@ -81,10 +89,15 @@ NOT_A_TERM = re.compile(r"[\W_]+|[A-Za-z]")
 COLLOQUIAL = (("啥时候", "什么时候"), ("多会儿", "什么时候"), ("啥", "什么"), ("咋", "怎么"), ("哪儿", "哪里"))
 # "除了X之外还有…": X is what the question sets aside, not what it asks about.
 EXCLUDED = re.compile(r"除了?([^，,。？?]{1,20}?)(?:之外|以外|外)")
+# Words of a question asking for a source: a sentence's in-text citation "(搜狐, 2024)" answers them.
+SOURCE_WORDS = frozenset(
+    "媒体 报道 报纸 刊物 期刊 杂志 网站 来源 出处 文献 文章 新闻 引用 "
+    "publication source outlet media article journal newspaper magazine website cited cite".split()
+)
 # Words that ask rather than name.
 ASKING = re.compile(r"哪|什么|谁|几|多少|何")
 # Types whose answer a sentence visibly holds or lacks; the others say nothing about a sentence.
-TYPED = frozenset({"date", "quantity", "list", "organisation", "place", "reason"})
+TYPED = frozenset({"source", "date", "quantity", "list", "organisation", "place", "reason"})
 
 
 def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
@@ -131,7 +144,8 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
 
 
 def answer_type(normalized: str) -> str:
-    """The kind of answer asked for: date, quantity, list, organisation, place, reason, yesno, definition, other."""
+    """The kind of answer asked for: source, date, quantity, list, organisation, place, reason, yesno,
+    definition, other."""
     lowered = normalized.lower().strip()
     return next((name for name, asked, _ in ANSWER_TYPES if asked.search(lowered)), "other")
 
@@ -144,14 +158,24 @@ def holds(kind: str, sentence: str) -> bool:
     return bool(held.search(sentence))
 
 
+def asks_source(term: str) -> bool:
+    """Whether a question's term asks for a source (媒体, 报道, 媒体报道, publication)."""
+    term = term.lower()
+    return term in SOURCE_WORDS or bool(CJK_RUN.fullmatch(term) and any(word in term for word in SOURCE_WORDS))
+
+
 def warm_up() -> None:
     """Load jieba's dictionaries now rather than during the first question (about a second)."""
     question_terms("预热")
 
 
 def language(text: str) -> str:
-    """'zh' when the text has Chinese characters, else 'en'."""
-    return "zh" if CJK.search(text) else "en"
+    """'zh' when the text has at least as many Chinese characters as Latin words, else 'en'.
+
+    An English question that gives a Chinese alias ("Medlinker (医联)") is still asked in English.
+    """
+    chinese = len(CJK.findall(text))
+    return "zh" if chinese and chinese >= len(LATIN_WORDS.findall(text)) else "en"
 
 
 def question_terms(question: str) -> list[tuple[str, float]]:

@@ -104,3 +104,13 @@ def test_model_names_written_without_separators(service):
 def test_what_the_question_sets_aside_is_not_the_answer(service):
     answer = service.ask("除了癌症治疗以外，中医大附医用MedLM做什么？").answer
     assert answer.found and "癌症" not in answer.text
+
+
+def test_a_question_for_a_source_is_answered_by_the_sentence_citing_it(service):
+    answer = service.ask("MedGPT发布的消息是哪家媒体报道的？").answer
+    assert answer.found and "搜狐" in answer.text
+
+
+def test_an_acronym_the_corpus_lacks_is_a_premise_it_does_not_hold(service):
+    answer = service.ask("MedGPT通过WHO认证了吗？").answer
+    assert not answer.found

@@ -134,3 +134,17 @@ def test_attributes_leave_out_the_names(lexicon):
     query = analyse("MMed-Llama 3在MMedBench上的准确率是多少？", lexicon)
     attributes = {term for term, _ in query.attributes}
     assert "准确率" in attributes and not attributes & {"MMed", "Llama", "MMedBench"}
+
+
+def test_a_question_asking_for_a_source(lexicon):
+    assert analyse("这个数据出自哪家媒体的报道？", lexicon).answer_type == "source"
+    assert analyse("Which publication reported MedGPT's trial?", lexicon).answer_type == "source"
+    assert analyse("哪家公司开发了MedGPT？", lexicon).answer_type == "organisation"
+
+
+def test_the_language_is_the_one_most_of_the_question_is_in():
+    from medrag.query import language
+
+    assert language("What does Medlinker (医联) make?") == "en"
+    assert language("MMed-Llama 3在MMedBench上的准确率") == "zh"
+    assert language("MedGPT") == "en"
