@@ -52,6 +52,8 @@ SUBJECT_OPENING = re.compile(
 FIGURE = re.compile(r"\d{2,}(?:\.\d+)?")
 # Answer types a sentence visibly holds or lacks (a figure, a date): lacking it weighs against the sentence.
 VISIBLE_TYPES = frozenset({"source", "date", "quantity"})
+# How much support keeps when none of the nouns asked about is in the sentence, only other words.
+NO_NOUN = 0.5
 # The credit a word gets when the text has a synonym of it rather than the word (a paraphrase).
 SYNONYM_CREDIT = 0.7
 # How much a sentence's evidence keeps when it lacks the visible answer type asked for.
@@ -112,6 +114,7 @@ class Term:
     known: bool  # the corpus has it as written
     translations: tuple[str, ...]  # its dictionary translations (glossary.translations)
     synonyms: tuple[str, ...]  # words sharing a specific translation with it (glossary.synonyms)
+    noun: bool  # a noun, name or foreign word (the full part-of-speech weight): what a question asks about
 
 
 def as_written(term: Term) -> bool:
@@ -211,6 +214,7 @@ class ExtractiveAnswerer:
         # What the question asks about: its terms without the names of the entities it asks it of.
         asked_about = {term for term, _ in query.attributes}
         attributes = [term for term in terms if term.text in asked_about]
+        nouns = [term for term in attributes if term.noun]
         kind = query.answer_type if query.answer_type in VISIBLE_TYPES else None
         source_words = frozenset(term.text for term in attributes if asks_source(term.text))
         excluded = [term.lower() for term in query.excluded]
@@ -259,6 +263,8 @@ class ExtractiveAnswerer:
                 # there the passage's coverage of all the question's terms stands in.
                 if attributes and (not cross_lingual or any(matchable(term) for term in attributes)):
                     support = self.coverage(attributes, own, cross_lingual, given)
+                    if nouns and not self.coverage(nouns, own, cross_lingual, given):
+                        support *= NO_NOUN  # only its verbs match: the thing asked about is not here
                 else:
                     support = self.coverage(terms, passage, cross_lingual)
                 dense = float(vector @ query_vector)
@@ -303,14 +309,15 @@ class ExtractiveAnswerer:
 
         The index is asked once per question; a term the corpus never saw gets the highest idf.
         """
-        chunks, frequencies = self.index.term_statistics({form for term, _ in terms for form in (term, term.lower())})
+        chunks, frequencies = self.index.term_statistics({term.lower() for term, _ in terms})
         return [
             Term(
                 term,
                 weight * idf(chunks, frequencies[term.lower()]),
-                frequencies[term] > 0,
+                frequencies[term.lower()] > 0,
                 translations(term),
                 synonyms(term),
+                weight >= 1.0,
             )
             for term, weight in terms
         ]

@@ -33,6 +33,10 @@ POINTING_BACK = frozenset(
 )
 
 
+# An in-text citation: "(搜狐, 2024)", "(搜狐, 2024; 健康远见, 2023)".
+CITATION = re.compile(r"[(（][^()（）]{1,40}[,，]\s*\d{4}[a-z]?(?:[;；][^()（）]*)?[)）]")
+
+
 # What kind of answer a question asks for, tried in this order on the normalised, lower-cased question.
 # Each is a pattern of the question and a pattern a sentence holding such an answer has.
 ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
@@ -43,7 +47,7 @@ ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
             r"(哪家|哪个|哪些|什么|哪一?篇)(媒体|报道|报纸|刊物|期刊|杂志|网站|来源|出处|文献|文章|新闻)|引用了?(哪|什么)"
             r"|出处|来源是|\bwhich (publication|source|outlet|media|article|journal|newspaper|magazine|website)"
             r"|\bwhat (publication|source|outlet|article|journal)|\bcited\b|according to (which|what)",
-            r"[(（][^()（）]{1,40}[,，]\s*\d{4}[a-z]?(?:[;；][^()（）]*)?[)）]",
+            CITATION.pattern,
         ),
         (
             "date",
@@ -151,9 +155,14 @@ def answer_type(normalized: str) -> str:
 
 
 def holds(kind: str, sentence: str) -> bool:
-    """Whether a (normalised) sentence holds an answer of this kind; True for the kinds a sentence cannot show."""
+    """Whether a (normalised) sentence holds an answer of this kind; True for the kinds a sentence cannot show.
+
+    A citation's year is no date or figure the sentence gives.
+    """
     if kind not in TYPED:
         return True
+    if kind != "source":
+        sentence = CITATION.sub(" ", sentence)
     held = next(pattern for name, _, pattern in ANSWER_TYPES if name == kind)
     return bool(held.search(sentence))
 

@@ -148,3 +148,12 @@ def test_the_language_is_the_one_most_of_the_question_is_in():
     assert language("What does Medlinker (医联) make?") == "en"
     assert language("MMed-Llama 3在MMedBench上的准确率") == "zh"
     assert language("MedGPT") == "en"
+
+
+def test_a_citation_year_is_no_figure_or_date():
+    from medrag.query import holds
+
+    assert not holds("quantity", "为医生提供临床决策支持 (数位时代, 2023)。")
+    assert not holds("date", "为医生提供临床决策支持 (数位时代, 2023)。")
+    assert holds("source", "为医生提供临床决策支持 (数位时代, 2023)。")
+    assert holds("quantity", "覆盖6种语言 (智源社区, 2024)。")
