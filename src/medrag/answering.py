@@ -52,8 +52,6 @@ SUBJECT_OPENING = re.compile(
 FIGURE = re.compile(r"\d{2,}(?:\.\d+)?")
 # Answer types a sentence visibly holds or lacks (a figure, a date): lacking it weighs against the sentence.
 VISIBLE_TYPES = frozenset({"source", "date", "quantity"})
-# How much support keeps when none of the nouns asked about is in the sentence, only other words.
-NO_NOUN = 0.5
 # The credit a word gets when the text has a synonym of it rather than the word (a paraphrase).
 SYNONYM_CREDIT = 0.7
 # How much a sentence's evidence keeps when it lacks the visible answer type asked for.
@@ -264,7 +262,7 @@ class ExtractiveAnswerer:
                 if attributes and (not cross_lingual or any(matchable(term) for term in attributes)):
                     support = self.coverage(attributes, own, cross_lingual, given)
                     if nouns and not self.coverage(nouns, own, cross_lingual, given):
-                        support *= NO_NOUN  # only its verbs match: the thing asked about is not here
+                        support = 0.0  # only its verbs match (支持 in 决策支持): the thing asked about is not here
                 else:
                     support = self.coverage(terms, passage, cross_lingual)
                 dense = float(vector @ query_vector)
