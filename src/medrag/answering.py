@@ -21,7 +21,7 @@ import numpy as np
 from .chunking import reader_sentences
 from .embedding import Embedder
 from .entities import Lexicon
-from .glossary import synonyms, translations
+from .glossary import organisation, synonyms, translations
 from .lexical import idf
 from .query import CJK_RUN, asks_source, holds, language
 from .textnorm import neutralise_markers, normalize
@@ -292,14 +292,16 @@ class ExtractiveAnswerer:
     def unknown(self, query: Query) -> bool:
         """Whether the question names a model, organisation or acronym the corpus has no word for at all."""
         names = [
-            name.lower()
+            name
             for name in query.unknown_names
             if SPECIFIC_NAME.search(name) or (query.language == "zh" and ACRONYM.fullmatch(name))
         ]
         if not names:
             return False
-        _, frequencies = self.index.term_statistics(names)
-        return any(frequencies[name] == 0 for name in names)
+        # An organisation counts as known under its name in either language (谷歌 as Google).
+        forms = {name: (name.lower(), *organisation(name)) for name in names}
+        _, frequencies = self.index.term_statistics({form for group in forms.values() for form in group})
+        return any(all(frequencies[form] == 0 for form in group) for group in forms.values())
 
     def weigh(self, terms: list[tuple[str, float]]) -> list[Term]:
         """Each term with its weight (part-of-speech weight x idf), whether the corpus has it as written,
@@ -346,7 +348,7 @@ class ExtractiveAnswerer:
             total += term.weight
             found += term.weight * max(
                 max(match(form, passage) for form in forms),
-                max((SYNONYM_CREDIT * match(form, passage) for form in term.synonyms), default=0.0),
+                SYNONYM_CREDIT if any(form in passage for form in term.synonyms) else 0.0,
             )
         return found / total if total else 0.0
 

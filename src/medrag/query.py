@@ -9,6 +9,7 @@ import re
 import jieba
 import jieba.posseg as pseg
 
+from . import glossary
 from .entities import LATIN_WORD, ORGANISATION, Lexicon, latin_names, trimmed
 from .lexical import STOPWORDS, WORD
 from .textnorm import normalize
@@ -124,7 +125,13 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
         spans = [normalized[m.start : m.end].lower() for m in mentions]
         # Names the corpus's list lacks (the reader checks that the corpus's text lacks them too, so a
         # common word jieba tags as a place or a name does not count).
-        candidates = [*entities(normalized), *(trimmed(n) for n in ORGANISATION.findall(normalized))]
+        candidates = [
+            *entities(normalized),
+            *(trimmed(n) for n in ORGANISATION.findall(normalized)),
+            # Chinese names the dictionary knows for companies and universities (微软, 华为). (Latin ones
+            # are left out: an English question's capitalised words are as often places: US, Taiwan.)
+            *(word for word in jieba.lcut(normalized) if CJK_RUN.fullmatch(word) and glossary.organisation(word)),
+        ]
         for name in dict.fromkeys(candidates):
             if ASKING.search(name):
                 continue  # "哪家公司" asks for a name, it gives none

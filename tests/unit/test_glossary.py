@@ -29,11 +29,18 @@ def test_synonyms_pair_words_that_share_a_specific_translation():
 
 
 def test_a_word_of_many_senses_translates_to_nothing():
-    assert len(glossary.dictionary()[0]["first"]) > glossary.MAX_TRANSLATIONS
+    assert len(glossary.dictionary().english["first"]) > glossary.MAX_TRANSLATIONS
     assert glossary.translations("first") == ()  # 第一, 首次, 初次 … would match nearly any sentence
 
 
 def test_a_word_of_many_senses_bridges_nothing():
     # "first" has more than MAX_SENSES translations: 初次 is not made a synonym of 第一 through it.
-    assert len(glossary.dictionary()[0]["first"]) > glossary.MAX_SENSES
+    assert len(glossary.dictionary().english["first"]) > glossary.MAX_SENSES
     assert "第一" not in glossary.synonyms("初次")
+
+
+def test_organisations_are_known_by_their_names_in_both_languages():
+    assert glossary.organisation("微软") == ("microsoft",)
+    assert "谷歌" in glossary.organisation("Google")
+    assert glossary.organisation("医院") == ()  # a common noun
+    assert glossary.organisation("美国") == ()  # a place, not an organisation
