@@ -241,7 +241,7 @@ class ExtractiveAnswerer:
                     continue  # the sentence is about another model than the one asked about
                 cross_lingual = language(sentence) != asked_in
                 # Terms in the sentence itself count fully, terms only in its headings half; across
-                # languages the few matchable terms are names, which headings carry as well.
+                # languages the matchable terms are mostly names and translations, which headings carry too.
                 own = normalize(sentence).lower()
                 local = self.coverage(terms, f"{context} {own}", cross_lingual)
                 if not cross_lingual:
@@ -256,9 +256,9 @@ class ExtractiveAnswerer:
                 if any(term in own for term in excluded):
                     local *= 0.5  # the sentence gives what the question sets aside
                 # Evidence: the sentence must hold the attribute asked, not just its passage (a
-                # passage about the entity holds most questions' words somewhere). Across languages
-                # attribute words cannot match, and a question naming only its entity has none:
-                # there the passage's coverage of all the question's terms stands in.
+                # passage about the entity holds most questions' words somewhere). Where no attribute
+                # word can match (across languages, with no translation) or the question names only
+                # its entity, the passage's coverage of all the question's terms stands in.
                 if attributes and (not cross_lingual or any(matchable(term) for term in attributes)):
                     support = self.coverage(attributes, own, cross_lingual, given)
                     if nouns and not self.coverage(nouns, own, cross_lingual, given):
@@ -304,8 +304,8 @@ class ExtractiveAnswerer:
         return any(all(frequencies[form] == 0 for form in group) for group in forms.values())
 
     def weigh(self, terms: list[tuple[str, float]]) -> list[Term]:
-        """Each term with its weight (part-of-speech weight x idf), whether the corpus has it as written,
-        and its dictionary translations.
+        """Each term with its weight (part-of-speech weight x idf), whether the corpus has it, its
+        dictionary translations and synonyms, and whether it is a noun.
 
         The index is asked once per question; a term the corpus never saw gets the highest idf.
         """
@@ -323,7 +323,7 @@ class ExtractiveAnswerer:
         ]
 
     def coverage(
-        self, terms: list["Term"], passage: str, cross_lingual: bool, given: frozenset[str] = frozenset()
+        self, terms: list[Term], passage: str, cross_lingual: bool, given: frozenset[str] = frozenset()
     ) -> float:
         """Share of the question's weight found in the passage.
 
