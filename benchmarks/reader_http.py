@@ -3,7 +3,9 @@ for this checkout against an earlier one in the same run.
 
 Starts `medrag serve` twice on fresh indexes of the shipped corpus — one with `--before` (another
 checkout's `src/`, e.g. the commit the reader issue was measured at) and one with this checkout — and
-asks every question of the public set and of both halves of tests/data/reader_dev.jsonl of both,
+asks every question of the public set, of both halves of tests/data/reader_dev.jsonl and of the team's
+probes (tests/data/reader_probes.jsonl: `group` "guided" were read while the reader was changed,
+"after" were written once the changes were done and not tuned on) of both,
 alternating between them question by question, so both see the same machine. Scores each set with
 `medrag.evaluation`, splits the reader dev halves by language, and reports each server's /ask p50 and
 p95 over all questions.
@@ -33,10 +35,13 @@ DATA = ROOT / "tests" / "data"
 
 def sets() -> dict[str, list[dict]]:
     reader = load_questions(DATA / "reader_dev.jsonl")
+    probes = load_questions(DATA / "reader_probes.jsonl")
     return {
         "public": load_questions(DATA / "qa_public.jsonl"),
         "dev half": [q for q in reader if q.get("half") == "dev"],
         "held half": [q for q in reader if q.get("half") == "held"],
+        "probes, guided the changes": [q for q in probes if q.get("group") == "guided"],
+        "probes, written after, never tuned on": [q for q in probes if q.get("group") == "after"],
     }
 
 
