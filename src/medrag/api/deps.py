@@ -10,11 +10,13 @@ from ..service import Service
 from ..settings import Settings
 
 
-def get_service(request: Request) -> Service:
+# Coroutines, though they await nothing: FastAPI runs a plain function dependency on its thread pool,
+# a hop there and back on every request for an attribute read.
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -23,7 +25,7 @@ def require_admin(request: Request) -> None:
 
     A read-only process (a worker of `medrag serve --workers N`) refuses them before anything else.
     """
-    get_service(request).check_writes()
+    request.app.state.service.check_writes()
     token = request.app.state.settings.admin_token
     if token is None:
         raise WritesDisabledError(

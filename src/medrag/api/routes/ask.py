@@ -3,7 +3,8 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
 
 from ...types import Filter
 from ..deps import ServiceDep, check_reader
@@ -27,14 +28,21 @@ def wanted(body: AskRequest) -> Filter | None:
     return body.filter.to_filter() if body.filter else None
 
 
+def as_json(model: BaseModel) -> Response:
+    """The response model's JSON as it is. Returned as a model from a plain (threaded) route, FastAPI
+    would validate it again on its thread pool, a second hop there and back on every question; the
+    route's `response_model` still states the shape."""
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
+
+
 @router.post("/ask", response_model=AskResponse, responses=ERRORS)
-def ask(body: AskRequest, request: Request, service: ServiceDep) -> AskResponse:
+def ask(body: AskRequest, request: Request, service: ServiceDep) -> Response:
     """Answer a question from a knowledge base with `[n]` citations, or say that it has no answer."""
     check_reader(request, service, body.kb)
     reply = service.ask(
         body.question, top_k=body.top_k, mode=body.retriever, history=body.turns(), kb=body.kb, wanted=wanted(body)
     )
-    return answer_out(reply)
+    return as_json(answer_out(reply))
 
 
 @router.post(
@@ -74,10 +82,10 @@ def search(
     date_from: str | None = Query(default=None, pattern=DATE_PATTERN),
     date_to: str | None = Query(default=None, pattern=DATE_PATTERN),
     tag: Annotated[list[str] | None, Query(max_length=50, description="With one of these tags (repeat).")] = None,
-) -> SearchResponse:
+) -> Response:
     """Ranked passages for a query, without composing an answer; the filter parameters as /ask's `filter`."""
     check_reader(request, service, kb)
     given = Filter(
         tuple(doc_id or ()), tuple(site or ()), tuple(language or ()), date_from or "", date_to or "", tuple(tag or ())
     )
-    return search_out(service.search(q, k=k, mode=mode, kb=kb, wanted=given if given != Filter() else None))
+    return as_json(search_out(service.search(q, k=k, mode=mode, kb=kb, wanted=given if given != Filter() else None)))
