@@ -25,7 +25,6 @@ from .generation import GenerativeAnswerer
 from .llm import ChatClient
 from .retrieval import Mode, Retriever
 from .stores import IndexView, Store
-from .textnorm import normalize
 from .types import Answer, Filter, Hit, Question, Turn
 
 log = logging.getLogger(__name__)
@@ -253,11 +252,11 @@ class Pipeline:
             history_turns=self.options.history_turns,
         )
         rewritten = time.perf_counter()
-        # The vector needs only the normalised text (as `query.analyse` makes it): the analysis starts on
-        # a helper thread and this one encodes meanwhile; "embed" is the encoding and any wait for the
-        # analysis left after it, "analyse" the analysis itself.
+        # The vector needs only the standard text (`query.standard`, as `query.analyse` makes it): the
+        # analysis starts on a helper thread and this one encodes meanwhile; "embed" is the encoding and
+        # any wait for the analysis left after it, "analyse" the analysis itself.
         analysing = self._analysing.submit(_timed, query.analyse, text, snapshot.lexicon)
-        vector = self.query_vector(normalize(text.strip()))
+        vector = self.query_vector(query.standard(text))
         analysed, analyse_seconds = analysing.result()
         embedded = time.perf_counter()
         hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector, allowed=allowed)

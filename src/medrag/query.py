@@ -112,9 +112,7 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
     alias), and names it gives that the corpus does not know are listed apart.
     """
     text = text.strip()
-    normalized = normalize(text)
-    for colloquial, written in COLLOQUIAL:
-        normalized = normalized.replace(colloquial, written)
+    normalized = standard(text)
     excluded = tuple(term for clause in EXCLUDED.findall(normalized) for term, _ in question_terms(clause))
     terms = question_terms(normalized)
     named: list[str] = []
@@ -152,6 +150,14 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
         attributes=tuple(attributes),
         excluded=excluded,
     )
+
+
+def standard(text: str) -> str:
+    """The text a question is embedded and analysed as: normalised, colloquial question words written out."""
+    normalized = normalize(text.strip())
+    for colloquial, written in COLLOQUIAL:
+        normalized = normalized.replace(colloquial, written)
+    return normalized
 
 
 def answer_type(normalized: str) -> str:

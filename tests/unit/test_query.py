@@ -157,3 +157,10 @@ def test_a_citation_year_is_no_figure_or_date():
     assert not holds("date", "为医生提供临床决策支持 (数位时代, 2023)。")
     assert holds("source", "为医生提供临床决策支持 (数位时代, 2023)。")
     assert holds("quantity", "覆盖6种语言 (智源社区, 2024)。")
+
+
+def test_the_vector_and_the_analysis_read_the_same_text(lexicon):
+    from medrag.query import standard
+
+    question = " MedGPT啥时候發布的？"
+    assert analyse(question, lexicon).normalized == standard(question) == "MedGPT什么时候发布的?"
