@@ -2,7 +2,7 @@
 for this checkout against an earlier one in the same run.
 
 Starts `medrag serve` twice on fresh indexes of the shipped corpus — one with `--before` (another
-checkout's `src/`, e.g. the commit the reader issue was measured at) and one with this checkout — and
+checkout's `src/`, e.g. the commit the reader issue was measured at) and one with this checkout, question-vector cache off — and
 asks every question of the public set, of both halves of tests/data/reader_dev.jsonl and of the team's
 probes (tests/data/reader_probes.jsonl: `group` "guided" were read while the reader was changed,
 "after" were written once the changes were done and not tuned on) of both,
@@ -66,7 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for label, src in ((args.before_label, args.before), ("now", ROOT / "src")):
             port = free_port()
-            servers[label] = (f"http://127.0.0.1:{port}", serve(src, Path(scratch) / label, port))
+            servers[label] = (f"http://127.0.0.1:{port}", serve(src, Path(scratch) / label, port, cache=False))
         try:
             for base, process in servers.values():
                 wait_ready(base, process)
