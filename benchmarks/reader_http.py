@@ -2,13 +2,13 @@
 for this checkout against an earlier one in the same run.
 
 Starts `medrag serve` twice on fresh indexes of the shipped corpus — one with `--before` (another
-checkout's `src/`, e.g. the commit the reader issue was measured at) and one with this checkout,
-both with the question-vector cache off — and asks every question of the public set, of both halves of tests/data/reader_dev.jsonl and of the team's
-probes (tests/data/reader_probes.jsonl: `group` "guided" were read while the reader was changed,
-"after" were written once the changes were done and not tuned on) of both,
-alternating between them question by question, so both see the same machine. Scores each set with
-`medrag.evaluation`, splits the reader dev halves by language, and reports each server's /ask p50 and
-p95 over all questions.
+checkout's `src/`, e.g. the commit the reader issue was measured at) and one with this checkout, both
+with the question-vector cache off — and asks every question of the public set, of both halves of
+tests/data/reader_dev.jsonl and of the team's probes (tests/data/reader_probes.jsonl: `group` "guided"
+were read while the reader was changed, "after" were written once the changes were done and not tuned
+on) of both, alternating between them question by question, so both see the same machine. Scores each
+set with `medrag.evaluation`, splits the sets by language, and reports each server's /ask p50 and p95
+over all questions.
 
     .venv/bin/python benchmarks/reader_http.py --before /tmp/old/src
 
