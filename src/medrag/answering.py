@@ -20,7 +20,7 @@ import numpy as np
 
 from .chunking import reader_sentences
 from .embedding import Embedder
-from .entities import Lexicon
+from .entities import Lexicon, Mention
 from .glossary import organisation, synonyms, translations
 from .lexical import idf
 from .query import CJK_RUN, asks_source, holds, language
@@ -228,21 +228,21 @@ class ExtractiveAnswerer:
             if any(figure not in passage for figure in figures):
                 continue
             around = set(self.lexicon.names(normalize(heading)))
-            previous = ""
+            named_before: set[str] = set()  # the entities the sentence before names
             for (start, end), vector in zip(reader_sentences(chunk.text), vectors, strict=True):
                 sentence = chunk.text[start:end]
-                before, previous = previous, normalize(sentence)  # the sentence before, and this one
-                if is_reference(chunk, sentence):
+                normalized = normalize(sentence)
+                mentions = self.lexicon.find(normalized)
+                named_here = {m.name for m in mentions}
+                named, named_before = around | named_here | named_before, named_here
+                if is_reference(chunk, sentence) or not asked <= named:
                     continue
-                named = around | set(self.lexicon.names(previous)) | set(self.lexicon.names(before))
-                if not asked <= named:
-                    continue
-                if asked_models and self.subject(previous) in models(self.lexicon.names(previous)) - asked_models:
+                if asked_models and subject(normalized, mentions) in models(named_here) - asked_models:
                     continue  # the sentence is about another model than the one asked about
                 cross_lingual = language(sentence) != asked_in
                 # Terms in the sentence itself count fully, terms only in its headings half; across
                 # languages the matchable terms are mostly names and translations, which headings carry too.
-                own = normalize(sentence).lower()
+                own = normalized.lower()
                 local = self.coverage(terms, f"{context} {own}", cross_lingual)
                 if not cross_lingual:
                     local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
@@ -282,12 +282,6 @@ class ExtractiveAnswerer:
                     )
                 )
         return sorted(result, key=lambda c: -c.rank)
-
-    def subject(self, sentence: str) -> str | None:
-        """The entity a (normalised) sentence opens with, after a "label：" and a date: what it is about."""
-        opening = SUBJECT_OPENING.sub("", sentence)
-        mentions = self.lexicon.find(opening)
-        return mentions[0].name if mentions and mentions[0].start == 0 else None
 
     def unknown(self, query: Query) -> bool:
         """Whether the question names a model, organisation or acronym the corpus has no word for at all."""
@@ -351,6 +345,12 @@ class ExtractiveAnswerer:
                 SYNONYM_CREDIT if any(form in passage for form in term.synonyms) else 0.0,
             )
         return found / total if total else 0.0
+
+
+def subject(sentence: str, mentions: list[Mention]) -> str | None:
+    """The entity a (normalised) sentence opens with, after a "label：" and a date: what it is about."""
+    opening = SUBJECT_OPENING.match(sentence)
+    return mentions[0].name if mentions and opening and mentions[0].start == opening.end() else None
 
 
 def models(names: Iterable[str]) -> set[str]:

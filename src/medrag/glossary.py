@@ -102,15 +102,15 @@ def stems(word: str) -> list[str]:
 
 def translations(term: str) -> tuple[str, ...]:
     """The dictionary's translations of a term: Chinese words for an English one, English words for a Chinese one."""
-    english, chinese = dictionary().english, dictionary().chinese
+    words = dictionary()
     term = term.lower()
     if ENGLISH_WORD.fullmatch(term):
         for form in stems(term):
-            if form in english:
-                forms = english[form]
+            if form in words.english:
+                forms = words.english[form]
                 return forms if len(forms) <= MAX_TRANSLATIONS else ()
         return ()
-    return chinese.get(term, ())
+    return words.chinese.get(term, ())
 
 
 def synonyms(term: str) -> tuple[str, ...]:
@@ -118,13 +118,13 @@ def synonyms(term: str) -> tuple[str, ...]:
 
     An English word with many translations (first, pass) has several meanings and bridges nothing.
     """
-    english, chinese = dictionary().english, dictionary().chinese
+    words = dictionary()
     term = term.lower()
     if ENGLISH_WORD.fullmatch(term):
         return ()
     found: dict[str, None] = {}
-    for word in chinese.get(term, ()):
-        forms = english.get(word, ())
+    for word in words.chinese.get(term, ()):
+        forms = words.english.get(word, ())
         if len(forms) <= MAX_SENSES:
             found.update(dict.fromkeys(form for form in forms if form != term))
     return tuple(found)
