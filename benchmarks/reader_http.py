@@ -6,13 +6,15 @@ checkout's `src/`, e.g. the commit the reader issue was measured at) and one wit
 with the question-vector cache off — and asks every question of the public set, of both halves of
 tests/data/reader_dev.jsonl and of the team's probes (tests/data/reader_probes.jsonl: `group` "guided"
 were read while the reader was changed, "after" were written once the changes were done and not tuned
-on) of both, alternating between them question by question, so both see the same machine. Scores each
-set with `medrag.evaluation`, splits the sets by language, and reports each server's /ask p50 and p95
-over all questions.
+on) and of the second held-back set (tests/data/reader_held2.jsonl, written on 2026-12-02 by an engineer
+apart, before that day's reader changes) of both, alternating between them question by question, so both
+see the same machine. Scores each set with `medrag.evaluation`, splits the sets by language, and reports
+each server's /ask p50 and p95 over all questions.
 
     .venv/bin/python benchmarks/reader_http.py --before /tmp/old/src
 
-Writes benchmarks/results/reader_http.json. The held-back half is for the final measurement only.
+Writes benchmarks/results/reader_http.json. The held-back sets are for the final measurement: their
+misses (question and answer) are written only with `--final`; without it, only their figures.
 """
 
 import argparse
@@ -31,6 +33,8 @@ from peer import free_port, percentile
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = ROOT / "tests" / "data"
+HELD2 = "held-back set 2"
+HELD = ("held half", HELD2)
 
 
 def sets() -> dict[str, list[dict]]:
@@ -42,6 +46,7 @@ def sets() -> dict[str, list[dict]]:
         "held half": [q for q in reader if q.get("half") == "held"],
         "probes, guided the changes": [q for q in probes if q.get("group") == "guided"],
         "probes, written after, never tuned on": [q for q in probes if q.get("group") == "after"],
+        HELD2: load_questions(DATA / "reader_held2.jsonl"),
     }
 
 
@@ -60,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, required=True, help="an earlier checkout's src/")
     parser.add_argument("--before-label", default="before")
+    parser.add_argument("--final", action="store_true", help="also list the held-back sets' misses")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "reader_http.json")
     args = parser.parse_args()
     servers = {}
@@ -98,6 +104,7 @@ def main() -> None:
             }
             if name != "public":
                 figures[name]["by_language"] = by_language(items, report)
+            if name != "public" and (args.final or name not in HELD):
                 figures[name]["misses"] = [
                     {"id": r.id, "question": r.question, "answer": r.answer[:80]} for r in report.items if not r.correct
                 ]

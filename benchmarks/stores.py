@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medrag import corpus, indexing
+from medrag import corpus, fusion, indexing
 from medrag.errors import IndexMissingError
 from medrag.stores import FaissStore, Manifest
 from medrag.stores.milvus import MilvusStore
@@ -86,7 +86,9 @@ def measure(target, n_chunks: int, rng: np.random.Generator, queries: int) -> di
             ("lexical", lambda question=question: view.lexical_search(question, 50)),
             (
                 "hybrid",
-                lambda question=question, vector=vector: view.hybrid_search(question, vector, 5, depth=50, rrf_k=10),
+                lambda question=question, vector=vector: fusion.rrf(
+                    view.dense_search(vector, 50), view.lexical_search(question, 50), 5, 10
+                ),
             ),
             ("term_statistics", lambda question=question, i=i: view.term_statistics([f"{question}{i}", "医疗"])),
         ):

@@ -253,13 +253,13 @@ class Pipeline:
         )
         rewritten = time.perf_counter()
         # The vector needs only the standard text (`query.standard`, as `query.analyse` makes it): the
-        # analysis starts on a helper thread and this one encodes meanwhile; "embed" is the encoding and
-        # any wait for the analysis left after it, "analyse" the analysis itself.
-        analysing = self._analysing.submit(_timed, query.analyse, text, snapshot.lexicon)
-        vector = self.query_vector(query.standard(text))
-        analysed, analyse_seconds = analysing.result()
+        # analysis and the lexical ranking, which needs no vector, run on a helper thread while this
+        # one encodes; "embed" is the encoding and any wait for them left after it, "analyse" their time.
+        analysing = self._analysing.submit(_timed, _lexical, snapshot, text, top_k, mode, allowed)
+        vector = None if mode == "bm25" else self.query_vector(query.standard(text))
+        (analysed, lexical), analyse_seconds = analysing.result()
         embedded = time.perf_counter()
-        hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector, allowed=allowed)
+        hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector, allowed=allowed, lexical=lexical)
         retrieved = time.perf_counter()
         asked = Question(question, analysed, history)
         for item in snapshot.answerer.stream(asked, hits, vector, incremental=incremental):
@@ -277,6 +277,12 @@ class Pipeline:
             if history:
                 timings["rewrite"] = round((rewritten - started) * 1000, 2)
             yield replace(item, query=text, timings_ms=timings)
+
+
+def _lexical(snapshot: Snapshot, text: str, top_k: int, mode: Mode, allowed: frozenset[str] | None):
+    """The question analysed, and the lexical ranking its search fuses."""
+    analysed = query.analyse(text, snapshot.lexicon)
+    return analysed, snapshot.retriever.lexical(analysed, top_k, mode, allowed)
 
 
 def _timed(function, *args):

@@ -114,7 +114,8 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
     text = text.strip()
     normalized = standard(text)
     excluded = tuple(term for clause in EXCLUDED.findall(normalized) for term, _ in question_terms(clause))
-    terms = question_terms(normalized)
+    tagged = pseg.lcut(normalized)  # one segmentation serves the terms, the names and the organisations
+    terms = _terms(tagged)
     named: list[str] = []
     unknown: list[str] = []
     if lexicon is not None:
@@ -124,11 +125,11 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
         # Names the corpus's list lacks (the reader checks that the corpus's text lacks them too, so a
         # common word jieba tags as a place or a name does not count).
         candidates = [
-            *entities(normalized),
+            *_names(normalized, tagged),
             *(trimmed(n) for n in ORGANISATION.findall(normalized)),
             # Chinese names the dictionary knows for companies and universities (微软, 华为). (Latin ones
             # are left out: an English question's capitalised words are as often places: US, Taiwan.)
-            *(word for word in jieba.lcut(normalized) if CJK_RUN.fullmatch(word) and glossary.organisation(word)),
+            *(word for word, _ in tagged if CJK_RUN.fullmatch(word) and glossary.organisation(word)),
         ]
         for name in dict.fromkeys(candidates):
             if ASKING.search(name):
@@ -137,7 +138,7 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
                 unknown.append(name)
         covered = " ".join([*spans, *(n.lower() for n in named), *(n.lower() for n in unknown)])
     else:
-        covered = " ".join(n.lower() for n in entities(normalized))
+        covered = " ".join(n.lower() for n in _names(normalized, tagged))
     attributes = [(term, weight) for term, weight in terms if term.lower() not in covered and term not in excluded]
     return Query(
         text=text,
@@ -206,8 +207,13 @@ def question_terms(question: str) -> list[tuple[str, float]]:
     A single Chinese character before another content word is often a segmentation slip
     (参数量 comes out as 参 | 数量), so the two are kept together as one term.
     """
+    return _terms(pseg.lcut(normalize(question)))
+
+
+def _terms(tagged: list) -> list[tuple[str, float]]:
+    """`question_terms` from the question's words and their part-of-speech tags."""
     kept: list[tuple[int, str, float]] = []
-    for position, (word, flag) in enumerate(pseg.lcut(normalize(question))):
+    for position, (word, flag) in enumerate(tagged):
         word = word.strip()
         if not word or not WORD.fullmatch(word) or word.lower() in STOPWORDS or word in QUESTION_WORDS:
             continue
@@ -230,10 +236,17 @@ def question_terms(question: str) -> list[tuple[str, float]]:
 def entities(text: str) -> list[str]:
     """Names in a question, in order: Latin-script names and Chinese proper nouns."""
     text = normalize(text)
+    return _names(text, pseg.lcut(text))
+
+
+def _names(text: str, tagged: list) -> list[str]:
+    """`entities` of a normalised text from its words and their tags (words with Latin letters are
+    Latin names' business)."""
     names = latin_names(text)
-    for word, flag in pseg.lcut(LATIN_WORD.sub(" ", text)):
-        if flag in NAME_TAGS and len(word.strip()) > 1:
-            names.append(word.strip())
+    for word, flag in tagged:
+        word = word.strip()
+        if flag in NAME_TAGS and len(word) > 1 and not LATIN_WORD.search(word):
+            names.append(word)
     return list(dict.fromkeys(names))
 
 

@@ -17,6 +17,8 @@ from medrag.chunking import reader_sentences, searchable_text, sentence_context
 from medrag.embedding import FakeEmbedder
 from medrag.errors import ConfigError, IndexMismatchError, IndexMissingError
 from medrag.lexical import tokenize
+from medrag.query import analyse
+from medrag.retrieval import Retriever
 from medrag.service import store_for
 from medrag.settings import Settings
 from medrag.types import Filter
@@ -32,6 +34,12 @@ class OtherModel(FakeEmbedder):
 
 
 KNOWLEDGE_BASES = ["default", "ward-7"]
+
+
+def hybrid(view, question: str, vector, k: int, allowed=None):
+    """The fused ranking the service asks for (RRF, k = 10, 50 deep), over this store's two rankings."""
+    retriever = Retriever(view, FakeEmbedder(), fusion="rrf", rrf_k=10, candidates=50, dense_weight=0.5)
+    return retriever.search(analyse(question), k, "hybrid", query_vector=vector, allowed=allowed)
 
 
 def settings_for(request, tmp_path, kind: str, collection: str) -> Settings:
@@ -119,7 +127,7 @@ def test_lexical_search_ranks_matching_chunks_and_reads_traditional_as_simplifie
     assert view.lexical_search("量子计算机", 5) == []
 
 
-def test_hybrid_search_fuses_the_two_rankings_by_reciprocal_rank(target):
+def test_the_hybrid_search_fuses_the_two_rankings_by_reciprocal_rank(target):
     update(target, add=documents((WHALE, "whale.md"), (FALCON, "falcon.md"), (HERON, "heron.md")))
     view = target.load()
     question = "游隼俯冲的速度"
@@ -129,7 +137,7 @@ def test_hybrid_search_fuses_the_two_rankings_by_reciprocal_rank(target):
         for rank, hit in enumerate(ranking, start=1):
             expected[hit.chunk.chunk_id] = expected.get(hit.chunk.chunk_id, 0.0) + 1 / (10 + rank)
     assert len(expected) == 3  # every chunk is in one ranking or both
-    hits = view.hybrid_search(question, vector, 2, depth=50, rrf_k=10)
+    hits = hybrid(view, question, vector, 2)
     assert len(hits) == 2
     for hit in hits:
         assert hit.score == pytest.approx(expected[hit.chunk.chunk_id], abs=1e-6)
@@ -169,9 +177,7 @@ def test_documents_are_added_replaced_and_removed_without_leftovers(target):
     assert removed.outcomes == {whale.doc_id: "removed"} and removed.version == view.version
     assert list(view.documents) == [falcon.doc_id] and set(view.chunk_counts()) == {falcon.doc_id}
     vector = FakeEmbedder().embed(["蓝鲸 北极星"], query=True)[0]
-    assert {h.chunk.doc_id for h in view.hybrid_search("蓝鲸 北极星", vector, 10, depth=50, rrf_k=10)} == {
-        falcon.doc_id
-    }
+    assert {h.chunk.doc_id for h in hybrid(view, "蓝鲸 北极星", vector, 10)} == {falcon.doc_id}
     assert view.term_statistics(["北极星"]) == (view.manifest.chunks, {"北极星": 0})
 
     back = update(target, add=[whale])  # a removed document can come back
@@ -208,7 +214,7 @@ def test_an_empty_index_answers_every_search_with_nothing(target):
     vector = FakeEmbedder().embed(["蓝鲸"], query=True)[0]
     assert view.documents == {} and view.manifest.chunks == 0
     assert view.dense_search(vector, 5) == view.lexical_search("蓝鲸", 5) == []
-    assert view.hybrid_search("蓝鲸", vector, 5, depth=50, rrf_k=10) == []
+    assert hybrid(view, "蓝鲸", vector, 5) == []
     assert view.term_statistics(["蓝鲸"]) == (0, {"蓝鲸": 0})
 
 
@@ -287,8 +293,8 @@ def test_filters_keep_every_search_to_the_documents_they_let_through(target):
         lexical = view.lexical_search(question, 20, allowed=allowed)
         holding = {c.chunk_id for c, d in kept if terms & set(tokenize(searchable_text(c, d)))}
         assert {h.chunk.chunk_id for h in lexical} == holding, wanted
-        hybrid = view.hybrid_search(question, vector, 20, depth=50, rrf_k=10, allowed=allowed)
-        assert {h.chunk.chunk_id for h in hybrid} == set(brute) | holding, wanted
+        fused = hybrid(view, question, vector, 20, allowed)
+        assert {h.chunk.chunk_id for h in fused} == set(brute) | holding, wanted
     assert len(view.dense_search(vector, 20, allowed=None)) == len(every)  # no filter: everything
 
 

@@ -89,12 +89,6 @@ class IndexView(Protocol):
         """The k best BM25 matches (jieba tokens) of the normalised query text, best first; no zero scores."""
         ...
 
-    def hybrid_search(
-        self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int, allowed: Collection[str] | None = None
-    ) -> list[Hit]:
-        """Dense and lexical top-`depth` rankings fused by RRF: score = sum of 1 / (rrf_k + rank)."""
-        ...
-
     def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
         """The number of chunks, and per term how many chunks contain it (as `lexical.tokenize` splits them)."""
         ...

@@ -34,7 +34,6 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .. import fusion
 from ..chunking import searchable_text
 from ..errors import IndexBusyError, IndexCorruptError, IndexMismatchError, IndexMissingError
 from ..lexical import BM25, tokenize
@@ -259,12 +258,6 @@ class Index:
             for row in top.tolist()
             if scores[row] > 0
         ]
-
-    def hybrid_search(
-        self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int, allowed: Collection[str] | None = None
-    ) -> list[Hit]:
-        dense = self.dense_search(vector, depth, allowed=allowed)
-        return fusion.rrf(dense, self.lexical_search(text, depth, allowed=allowed), k, rrf_k)
 
     def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
         return len(self.chunks), {term: self.bm25.document_frequency(term) for term in terms}

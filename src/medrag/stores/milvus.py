@@ -406,26 +406,6 @@ class MilvusIndex:
             for h in found[0]
         ]
 
-    def hybrid_search(
-        self, text: str, vector: np.ndarray, k: int, *, depth: int, rrf_k: int, allowed: Collection[str] | None = None
-    ) -> list[Hit]:
-        from pymilvus import AnnSearchRequest, RRFRanker
-
-        if allowed is not None and not allowed:
-            return []
-        condition = expression(allowed) or None
-        requests = [
-            AnnSearchRequest(
-                [np.asarray(vector, np.float32).tolist()], "dense", self._dense_parameters(depth), depth, expr=condition
-            ),
-            AnnSearchRequest([lexical_text(text)], "sparse", {"metric_type": "BM25"}, depth, expr=condition),
-        ]
-        with self.owner.calls():
-            found = self.owner.client.hybrid_search(
-                self.collection, requests, RRFRanker(rrf_k), limit=k, output_fields=CHUNK_FIELDS
-            )
-        return [Hit(chunk=_chunk(h["entity"]), score=float(h["distance"])) for h in found[0]]
-
     def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
         terms = list(terms)
         with self.owner.calls():
