@@ -50,12 +50,10 @@ SUBJECT_OPENING = re.compile(
 )
 # Figures a question states as premises: two digits or more (years, counts).
 FIGURE = re.compile(r"\d{2,}(?:\.\d+)?")
-# Answer types a sentence visibly holds or lacks (a figure, a date): lacking it weighs against the sentence.
+# Answer types a sentence visibly holds or lacks (a figure, a date): a sentence lacking it does not answer.
 VISIBLE_TYPES = frozenset({"source", "date", "quantity"})
 # The credit a word gets when the text has a synonym of it rather than the word (a paraphrase).
 SYNONYM_CREDIT = 0.7
-# How much a sentence's evidence keeps when it lacks the visible answer type asked for.
-TYPE_MISS = 0.85
 
 
 class IndexReading(Protocol):
@@ -198,9 +196,10 @@ class ExtractiveAnswerer:
 
         Left out: reference-list entries and bare links (sources, not answers); sentences not about
         every entity the question names (neither the sentence, its headings nor the sentence before it
-        names it, so a fact about another model is never given for this one); passages that lack a figure
-        the question states (a year, a count: its premise); and everything when the question names a
-        model or organisation the corpus never mentions.
+        names it, so a fact about another model is never given for this one); sentences without the date,
+        figure or citation the question asks for; passages that lack a figure the question states (a year,
+        a count: its premise); and everything when the question names a model or organisation the corpus
+        never mentions.
         """
         if self.unknown(query):
             return []
@@ -246,13 +245,13 @@ class ExtractiveAnswerer:
                 local = self.coverage(terms, f"{context} {own}", cross_lingual)
                 if not cross_lingual:
                     local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
-                # Asked for a figure or a date, and none here. (A citation may close the paragraph instead of
-                # each sentence: for a source, the rest of the passage counts.)
-                lacks_type = kind is not None and not holds(kind, chunk.text[start:] if kind == "source" else own)
-                if lacks_type:
-                    local *= 0.6
+                # Asked for a figure or a date, and none here: whatever else it says, it does not answer. (A
+                # citation may close the paragraph instead of each sentence: for a source, the rest of the
+                # passage counts.)
+                if kind is not None and not holds(kind, chunk.text[start:] if kind == "source" else own):
+                    continue
                 # Asked for a source, the sentence's citation gives it: the words asking for it are answered.
-                given = source_words if kind == "source" and not lacks_type else frozenset()
+                given = source_words if kind == "source" else frozenset()
                 if any(term in own for term in excluded):
                     local *= 0.5  # the sentence gives what the question sets aside
                 # Evidence: the sentence must hold the attribute asked, not just its passage (a
@@ -278,7 +277,7 @@ class ExtractiveAnswerer:
                         dense,
                         support,
                         rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
-                        evidence=evidence * TYPE_MISS if lacks_type else evidence,
+                        evidence=evidence,
                     )
                 )
         return sorted(result, key=lambda c: -c.rank)

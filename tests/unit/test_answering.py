@@ -121,3 +121,11 @@ def test_a_company_the_corpus_never_names_is_a_premise_it_does_not_hold(service)
     assert not service.ask("中医大附医跟微软合作了什么？").answer.found
     # Google is in the report: its Chinese name asks about it.
     assert service.ask("谷歌和中医大附医合作推出了什么？").answer.found
+
+
+def test_a_sentence_without_the_date_or_figure_asked_does_not_answer(service):
+    # The report says MedLM passed HIPAA certification, not when: the year of its citation is no answer.
+    assert service.ask("MedLM通过了什么认证？").answer.found
+    for question in ("MedLM是哪一年通过HIPAA认证的？", "When did MedLM pass HIPAA certification?"):
+        answer = service.ask(question).answer
+        assert not answer.found and answer.evidence == 0.0, question
