@@ -52,8 +52,8 @@ ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
         ),
         (
             "date",
-            r"什么时候|何时|哪一?年|哪一天|哪个月|几月|几号|日期"
-            r"|\bwhen\b|what (year|date|month|time)|which (year|month)",
+            r"什么时候|何时|几时|哪一?年|哪一?天|哪一?日|哪个月|几月|几号|日期|什么时间"
+            r"|\bwhen\b|what (year|date|month|time|day)|which (year|month|day)|since when",
             r"\d{4}年|\d{1,2}月|\d{1,2}日|\b(19|20)\d{2}\b|january|february|march|april|may|june|july|august"
             r"|september|october|november|december",
         ),
