@@ -23,9 +23,9 @@ from .embedding import Embedder
 from .entities import Lexicon, Mention
 from .glossary import organisation, synonyms, translations
 from .lexical import idf
-from .query import CJK_RUN, asks_source, holds, language
+from .query import CITATION, CJK_RUN, asks_source, holds, language
 from .textnorm import neutralise_markers, normalize
-from .types import Answer, Chunk, Citation, Hit, Query, Question, Quote
+from .types import Answer, Chunk, Citation, Document, Hit, Query, Question, Quote, Source
 
 NOT_FOUND = {
     "zh": "抱歉，语料库中没有找到能回答这个问题的内容。",
@@ -51,13 +51,22 @@ SUBJECT_OPENING = re.compile(
 # Figures a question states as premises: two digits or more (years, counts).
 FIGURE = re.compile(r"\d{2,}(?:\.\d+)?")
 # Answer types a sentence visibly holds or lacks (a figure, a date): a sentence lacking it does not answer.
-VISIBLE_TYPES = frozenset({"source", "date", "quantity"})
+VISIBLE_TYPES = frozenset({"title", "source", "date", "quantity"})
+# "(搜狐, 2024)", "(搜狐, 2024; 智源社区, 2024)": the cited publishers and years.
+CITED = re.compile(r"([^()（）,，;；]{1,40})[,，]\s*(\d{4})")
+# How an answer gives a cited article's title, by the question's language.
+TITLED = {
+    "zh": "{publisher}（{year}）的文章题为《{title}》",
+    "en": 'The article of {publisher} ({year}) is titled "{title}"',
+}
 # The credit a word gets when the text has a synonym of it rather than the word (a paraphrase).
 SYNONYM_CREDIT = 0.7
 
 
 class IndexReading(Protocol):
     """What the reader reads of an index version besides the hits (an `IndexView` is one)."""
+
+    documents: dict[str, Document]
 
     def term_statistics(self, terms: Iterable[str]) -> tuple[int, dict[str, int]]:
         """The number of chunks, and per term how many chunks contain it."""
@@ -133,6 +142,7 @@ class Candidate:
     support: float  # the coverage the evidence counts: of the attribute asked, by the sentence (see candidates)
     rank: float
     evidence: float
+    source: Source | None = None  # asked for a title: the cited article whose title answers
 
 
 class ExtractiveAnswerer:
@@ -170,6 +180,8 @@ class ExtractiveAnswerer:
             best = candidates[0].evidence if candidates else 0.0
             return Answer(text=NOT_FOUND[lang], found=False, evidence=best)
         best = candidates[0]
+        if best.source is not None:  # the title of the article the sentence cites: it alone answers
+            return self.titled(query, best, hits)
         chosen = [best]
         for other in candidates[1:]:
             if len(chosen) >= self.max_sentences:
@@ -190,6 +202,41 @@ class ExtractiveAnswerer:
         citations = tuple(Citation(n=n, hit=hits[i], quote=quotes[i]) for i, n in numbers.items())
         separator = "" if lang == "zh" else " "
         return Answer(text=separator.join(parts), found=True, citations=citations, evidence=best.evidence)
+
+    def titled(self, query: Query, best: Candidate, hits: list[Hit]) -> Answer:
+        """The title of the article `best` cites, with the citing sentence as the passage's quote."""
+        source = best.source
+        assert source is not None
+        text = TITLED[query.language].format(publisher=source.publisher, year=source.year, title=source.title)
+        quote = Quote(best.text, best.start, best.end)
+        citation = Citation(n=1, hit=hits[best.hit_index], quote=quote)
+        return Answer(text=f"{neutralise_markers(text)}[1]", found=True, citations=(citation,), evidence=best.evidence)
+
+    def named_sources(self, query: Query, hits: list[Hit]) -> list[Source]:
+        """The cited articles (with a title) of the hits' documents whose publisher the question names."""
+        asked = query.normalized.lower()
+        found: list[Source] = []
+        for hit in hits:
+            document = self.index.documents.get(hit.chunk.doc_id)
+            for source in document.sources if document is not None else ():
+                named = source.title and source.publisher and normalize(source.publisher).lower() in asked
+                if named and source not in found:
+                    found.append(source)
+        return found
+
+    def cited(self, chunk: Chunk, text: str) -> list[Source]:
+        """The articles with a title that the in-text citations of `text` (part of `chunk`) name."""
+        document = self.index.documents.get(chunk.doc_id)
+        if document is None:
+            return []
+        sources = {(normalize(s.publisher).lower(), s.year): s for s in document.sources if s.title}
+        found = []
+        for citation in CITATION.findall(text):
+            for publisher, year in CITED.findall(citation.strip("()（）")):
+                source = sources.get((normalize(publisher).strip().lower(), year))
+                if source is not None and source not in found:
+                    found.append(source)
+        return found
 
     def candidates(self, query: Query, hits: list[Hit], query_vector: np.ndarray) -> list[Candidate]:
         """Sentences of the top passages that can answer the question, best evidence first.
@@ -215,8 +262,11 @@ class ExtractiveAnswerer:
         kind = query.answer_type if query.answer_type in VISIBLE_TYPES else None
         source_words = frozenset(term.text for term in attributes if asks_source(term.text))
         excluded = [term.lower() for term in query.excluded]
+        # Asked for a title, every passage retrieved may hold the citation, and the publishers the
+        # question names (by a name of theirs in it) narrow the articles to theirs.
+        top = hits if kind == "title" else hits[: self.passages]
+        named_sources = self.named_sources(query, top) if kind == "title" else []
         result = []
-        top = hits[: self.passages]
         for index, (hit, vectors) in enumerate(
             zip(top, self.index.sentence_vectors([h.chunk for h in top]), strict=True)
         ):
@@ -234,52 +284,69 @@ class ExtractiveAnswerer:
                 mentions = self.lexicon.find(normalized)
                 named_here = {m.name for m in mentions}
                 named, named_before = around | named_here | named_before, named_here
-                if is_reference(chunk, sentence) or not asked <= named:
+                if is_reference(chunk, sentence):
                     continue
                 if asked_models and subject(normalized, mentions) in models(named_here) - asked_models:
                     continue  # the sentence is about another model than the one asked about
-                cross_lingual = language(sentence) != asked_in
-                # Terms in the sentence itself count fully, terms only in its headings half; across
-                # languages the matchable terms are mostly names and translations, which headings carry too.
-                own = normalized.lower()
-                local = self.coverage(terms, f"{context} {own}", cross_lingual)
-                if not cross_lingual:
-                    local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
                 # Asked for a figure or a date, and none here: whatever else it says, it does not answer. (A
-                # citation may close the paragraph instead of each sentence: for a source, the rest of the
-                # passage counts.)
-                if kind is not None and not holds(kind, chunk.text[start:] if kind == "source" else own):
+                # citation may close the paragraph instead of each sentence: for a source or a title, the
+                # rest of the passage counts.)
+                cites = kind in ("source", "title")
+                if kind is not None and not holds(kind, chunk.text[start:] if cites else normalized.lower()):
                     continue
-                # Asked for a source, the sentence's citation gives it: the words asking for it are answered.
-                given = source_words if kind == "source" else frozenset()
-                if any(term in own for term in excluded):
-                    local *= 0.5  # the sentence gives what the question sets aside
-                # Evidence: the sentence must hold the attribute asked, not just its passage (a
-                # passage about the entity holds most questions' words somewhere). Where no attribute
-                # word can match (across languages, with no translation) or the question names only
-                # its entity, the passage's coverage of all the question's terms stands in.
-                if attributes and (not cross_lingual or any(matchable(term) for term in attributes)):
-                    support = self.coverage(attributes, own, cross_lingual, given)
-                    if nouns and not self.coverage(nouns, own, cross_lingual, given):
-                        support = 0.0  # only its verbs match (支持 in 决策支持): the thing asked about is not here
-                else:
-                    support = self.coverage(terms, passage, cross_lingual)
-                dense = float(vector @ query_vector)
-                similarity = rescale(dense, cross_lingual)
-                prior = 1 - index / self.passages  # within a close call the better-retrieved passage wins
-                evidence = 0.5 * similarity + 0.5 * support
-                result.append(
-                    Candidate(
-                        index,
-                        sentence,
-                        start,
-                        end,
-                        dense,
-                        support,
-                        rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
-                        evidence=evidence,
+                # Asked for a title, the sentence answers through an article it cites, whose publisher
+                # and title count as the sentence's words (and may name the entity asked).
+                readings: list[tuple[str, Source | None]] = [(normalized, None)]
+                if kind == "title":
+                    cited = self.cited(chunk, chunk.text[start:])
+                    readings = [
+                        (f"{normalized} {normalize(f'{s.publisher} {s.title}')}", s)
+                        for s in cited
+                        if not named_sources or s in named_sources
+                    ]
+                for reading, source in readings:
+                    extra = set(self.lexicon.names(reading)) if source is not None else set()
+                    if not asked <= named | extra:
+                        continue
+                    cross_lingual = language(sentence) != asked_in
+                    # Terms in the sentence itself count fully, terms only in its headings half; across
+                    # languages the matchable terms are mostly names and translations, which headings
+                    # carry too.
+                    own = reading.lower()
+                    local = self.coverage(terms, f"{context} {own}", cross_lingual)
+                    if not cross_lingual:
+                        local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
+                    # Asked for a source, the sentence's citation gives it: the words asking for it are answered.
+                    given = source_words if cites else frozenset()
+                    if any(term in own for term in excluded):
+                        local *= 0.5  # the sentence gives what the question sets aside
+                    # Evidence: the sentence must hold the attribute asked, not just its passage (a
+                    # passage about the entity holds most questions' words somewhere). Where no attribute
+                    # word can match (across languages, with no translation) or the question names only
+                    # its entity, the passage's coverage of all the question's terms stands in.
+                    if attributes and (not cross_lingual or any(matchable(term) for term in attributes)):
+                        support = self.coverage(attributes, own, cross_lingual, given)
+                        if nouns and not self.coverage(nouns, own, cross_lingual, given):
+                            support = 0.0  # only its verbs match (支持 in 决策支持): the thing asked is not here
+                    else:
+                        support = self.coverage(terms, passage, cross_lingual)
+                    dense = float(vector @ query_vector)
+                    similarity = rescale(dense, cross_lingual)
+                    # Within a close call the better-retrieved passage wins.
+                    prior = max(0.0, 1 - index / self.passages)
+                    result.append(
+                        Candidate(
+                            index,
+                            sentence,
+                            start,
+                            end,
+                            dense,
+                            support,
+                            rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
+                            evidence=0.5 * similarity + 0.5 * support,
+                            source=source,
+                        )
                     )
-                )
         return sorted(result, key=lambda c: -c.rank)
 
     def unknown(self, query: Query) -> bool:

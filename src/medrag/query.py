@@ -43,6 +43,8 @@ CITATION = re.compile(r"[(（][^()（）]{1,40}[,，]\s*\d{4}[a-z]?(?:[;；][^()
 ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
     (name, re.compile(asked, re.IGNORECASE), re.compile(held, re.IGNORECASE))
     for name, asked, held in (
+        # The title of a cited article: its passage cites one (the reader then looks its title up).
+        ("title", r"标题|题目|篇名|题为|\btitles?\b|\bheadlines?\b|\btitled\b", CITATION.pattern),
         (
             "source",
             r"(哪家|哪个|哪些|什么|哪一?篇)(媒体|报道|报纸|刊物|期刊|杂志|网站|来源|出处|文献|文章|新闻)|引用了?(哪|什么)"
@@ -94,15 +96,15 @@ NOT_A_TERM = re.compile(r"[\W_]+|[A-Za-z]")
 COLLOQUIAL = (("啥时候", "什么时候"), ("多会儿", "什么时候"), ("啥", "什么"), ("咋", "怎么"), ("哪儿", "哪里"))
 # "除了X之外还有…": X is what the question sets aside, not what it asks about.
 EXCLUDED = re.compile(r"除了?([^，,。？?]{1,20}?)(?:之外|以外|外)")
-# Words of a question asking for a source: a sentence's in-text citation "(搜狐, 2024)" answers them.
+# Words of a question asking for a source or a cited article's title: an in-text citation "(搜狐, 2024)" answers them.
 SOURCE_WORDS = frozenset(
-    "媒体 报道 报纸 刊物 期刊 杂志 网站 来源 出处 文献 文章 新闻 引用 "
-    "publication source outlet media article journal newspaper magazine website cited cite".split()
+    "媒体 报道 报纸 刊物 期刊 杂志 网站 来源 出处 文献 文章 新闻 引用 标题 题目 篇名 "
+    "publication source outlet media article journal newspaper magazine website cited cite title headline".split()
 )
 # Words that ask rather than name.
 ASKING = re.compile(r"哪|什么|谁|几|多少|何")
 # Types whose answer a sentence visibly holds or lacks; the others say nothing about a sentence.
-TYPED = frozenset({"source", "date", "quantity", "list", "organisation", "place", "reason"})
+TYPED = frozenset({"title", "source", "date", "quantity", "list", "organisation", "place", "reason"})
 
 
 def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
@@ -162,8 +164,8 @@ def standard(text: str) -> str:
 
 
 def answer_type(normalized: str) -> str:
-    """The kind of answer asked for: source, date, quantity, list, organisation, place, reason, yesno,
-    definition, other."""
+    """The kind of answer asked for: title (of a cited article), source, date, quantity, list,
+    organisation, place, reason, yesno, definition, other."""
     lowered = normalized.lower().strip()
     return next((name for name, asked, _ in ANSWER_TYPES if asked.search(lowered)), "other")
 
@@ -175,7 +177,7 @@ def holds(kind: str, sentence: str) -> bool:
     """
     if kind not in TYPED:
         return True
-    if kind != "source":
+    if kind not in ("source", "title"):
         sentence = CITATION.sub(" ", sentence)
     held = next(pattern for name, _, pattern in ANSWER_TYPES if name == kind)
     return bool(held.search(sentence))

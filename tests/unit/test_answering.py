@@ -129,3 +129,16 @@ def test_a_sentence_without_the_date_or_figure_asked_does_not_answer(service):
     for question in ("MedLM是哪一年通过HIPAA认证的？", "When did MedLM pass HIPAA certification?"):
         answer = service.ask(question).answer
         assert not answer.found and answer.evidence == 0.0, question
+
+
+def test_a_cited_articles_title_is_answered_from_the_documents_sources(service):
+    answer = service.ask("健康远见那篇文章的题目是什么").answer
+    assert answer.found and "《「AI辅助手」几秒内客制化癌症治疗！" in answer.text and answer.text.endswith("[1]")
+    (citation,) = answer.citations
+    # The quote is the sentence citing the article, in the passage the citation points to.
+    assert "(健康远见, 2023)" in citation.hit.chunk.text[citation.quote.start :]
+    assert citation.hit.chunk.text[citation.quote.start : citation.quote.end] == citation.quote.text
+    english = service.ask("What is the title of the article about MedGPT?").answer
+    assert english.found and english.text.startswith("The article of 搜狐 (2024) is titled")
+    # No article about a MedLM paper is cited: a title the sources do not have is not made up.
+    assert not service.ask("MedLM的论文标题是什么？").answer.found

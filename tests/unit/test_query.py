@@ -28,6 +28,8 @@ CASES = [
     ("What year was MedLM introduced?", {"MedLM"}, "date"),
     ("中醫大附醫哪個月引入MedLM？", {"中国医药大学附设医院", "MedLM"}, "date"),
     ("MMed-Llama 3哪天开源的", {"MMed-Llama 3"}, "date"),
+    ("介绍MedGPT的那篇报道，标题叫什么？", {"MedGPT"}, "title"),
+    ("What was the headline about MedLM?", {"MedLM"}, "title"),
     ("On what day did MedLM reach the hospital?", {"MedLM"}, "date"),
     ("MedGPT的参数有多少？", {"MedGPT"}, "quantity"),
     ("MedGPT有幾個參數？", {"MedGPT"}, "quantity"),
