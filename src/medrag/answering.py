@@ -23,7 +23,7 @@ from .embedding import Embedder
 from .entities import Lexicon, Mention
 from .glossary import organisation, synonyms, translations
 from .lexical import idf
-from .query import CITATION, CJK_RUN, asks_source, holds, language
+from .query import CITATION, CJK_RUN, asks_source, holds, holds_count, language
 from .textnorm import neutralise_markers, normalize
 from .types import Answer, Chunk, Citation, Document, Hit, Query, Question, Quote, Source
 
@@ -294,6 +294,8 @@ class ExtractiveAnswerer:
                 cites = kind in ("source", "title")
                 if kind is not None and not holds(kind, chunk.text[start:] if cites else normalized.lower()):
                     continue
+                if kind == "quantity" and query.counted and not holds_count(normalized):
+                    continue  # asked 多少种 (how many kinds), and no count of anything here
                 # Asked for a title, the sentence answers through an article it cites, whose publisher
                 # and title count as the sentence's words (and may name the entity asked).
                 readings: list[tuple[str, Source | None]] = [(normalized, None)]
@@ -318,6 +320,9 @@ class ExtractiveAnswerer:
                         local = 0.5 * (local + self.coverage(terms, own, cross_lingual))
                     # Asked for a source, the sentence's citation gives it: the words asking for it are answered.
                     given = source_words if cites else frozenset()
+                    if source is not None and nouns and self.coverage(nouns, own, cross_lingual, given) <= 0.5:
+                        continue  # most of what is asked is not this article's (MedLM的论文: a paper, not it)
+
                     if any(term in own for term in excluded):
                         local *= 0.5  # the sentence gives what the question sets aside
                     # Evidence: the sentence must hold the attribute asked, not just its passage (a

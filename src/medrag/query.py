@@ -18,10 +18,12 @@ from .types import Query
 CJK = re.compile(r"[\u3400-\u9fff]")
 CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 LATIN_WORDS = re.compile(r"[A-Za-z]+")
-# Words that shape a question rather than name what it asks about.
+# Words that shape a question rather than name what it asks about, and the courtesies around it
+# (麻烦问一下, 谢谢, 想请教): a polite question asks what the plain one asks.
 QUESTION_WORDS = frozenset(
     "什么 什么样 哪 哪个 哪些 哪家 哪里 哪儿 哪一天 哪年 几 多少 多 多大 多高 多长 多久 "
-    "怎么 怎样 如何 为什么 是否 吗 呢 时候 名字 叫 是 有 请问 请 介绍 一下 告诉 我 你 它 他们 能 可以 会".split()
+    "怎么 怎样 如何 为什么 是否 吗 呢 时候 名字 叫 是 有 请问 请 介绍 一下 告诉 我 你 它 他们 能 可以 会 "
+    "麻烦 谢谢 多谢 感谢 谢 你好 您好 您 想 想要 知道 了解 请教 问 问问 能否 能不能 可否 帮 帮忙 急 简要 说明".split()
 )
 # Part-of-speech weights (jieba tags): nouns, names and foreign words carry a question's topic;
 # verbs and adjectives are often paraphrased; the rest carries little.
@@ -43,8 +45,9 @@ CITATION = re.compile(r"[(（][^()（）]{1,40}[,，]\s*\d{4}[a-z]?(?:[;；][^()
 ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
     (name, re.compile(asked, re.IGNORECASE), re.compile(held, re.IGNORECASE))
     for name, asked, held in (
-        # The title of a cited article: its passage cites one (the reader then looks its title up).
-        ("title", r"标题|题目|篇名|题为|\btitles?\b|\bheadlines?\b|\btitled\b", CITATION.pattern),
+        # The title of a cited article: its passage cites one (the reader then looks its title up). (Not
+        # 题目, which is as often an exam's question: 一共有多少道题目.)
+        ("title", r"标题|篇名|题为|\btitles?\b|\bheadlines?\b|\btitled\b", CITATION.pattern),
         (
             "source",
             r"(哪家|哪个|哪些|什么|哪一?篇)(媒体|报道|报纸|刊物|期刊|杂志|网站|来源|出处|文献|文章|新闻)|引用了?(哪|什么)"
@@ -90,6 +93,13 @@ ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
         ("definition", r"是什么|什么是|指什么|\bwhat (is|are|was)\b|介绍", r""),
     )
 )
+# A count asked with a classifier: Chinese counts things with one (6种语言, 800万条数据), so a sentence
+# giving the count has a number and a classifier, not only a score or a share (67.75, 90%). Not
+# necessarily the same one (多少道题 is answered by 5万对问答), and not for 个, the generic one that
+# large numbers drop (多少个参数: 1000亿参数).
+CLASSIFIERS = "种项家条名位次道篇对款所台例份组门"
+COUNT_ASKED = re.compile(rf"(?:多少|几)([{CLASSIFIERS}])")
+COUNT_GIVEN = re.compile(rf"(?:\d|[一二三四五六七八九十百千万亿两余])[万亿千百]?[{CLASSIFIERS}]")
 # Tokens that are no term: punctuation alone, one Latin letter.
 NOT_A_TERM = re.compile(r"[\W_]+|[A-Za-z]")
 # Colloquial spellings of question words, written out before analysis (啥 is 什么, 咋 is 怎么).
@@ -98,11 +108,12 @@ COLLOQUIAL = (("啥时候", "什么时候"), ("多会儿", "什么时候"), ("�
 EXCLUDED = re.compile(r"除了?([^，,。？?]{1,20}?)(?:之外|以外|外)")
 # Words of a question asking for a source or a cited article's title: an in-text citation "(搜狐, 2024)" answers them.
 SOURCE_WORDS = frozenset(
-    "媒体 报道 报纸 刊物 期刊 杂志 网站 来源 出处 文献 文章 新闻 引用 标题 题目 篇名 "
+    "媒体 报道 报导 报纸 刊物 期刊 杂志 网站 来源 出处 文献 文章 新闻 引用 标题 篇名 "
     "publication source outlet media article journal newspaper magazine website cited cite title headline".split()
 )
-# Words that ask rather than name.
+# Words that ask rather than name, and that point at what was said.
 ASKING = re.compile(r"哪|什么|谁|几|多少|何")
+DEMONSTRATIVE = re.compile(r"这|那|该|此|本|其|每|各")
 # Types whose answer a sentence visibly holds or lacks; the others say nothing about a sentence.
 TYPED = frozenset({"title", "source", "date", "quantity", "list", "organisation", "place", "reason"})
 
@@ -128,7 +139,7 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
         # common word jieba tags as a place or a name does not count).
         candidates = [
             *_names(normalized, tagged),
-            *(trimmed(n) for n in ORGANISATION.findall(normalized)),
+            *organisations(normalized),
             # Chinese names the dictionary knows for companies and universities (微软, 华为). (Latin ones
             # are left out: an English question's capitalised words are as often places: US, Taiwan.)
             *(word for word, _ in tagged if CJK_RUN.fullmatch(word) and glossary.organisation(word)),
@@ -150,9 +161,24 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
         entities=tuple(named),
         unknown_names=tuple(unknown),
         answer_type=answer_type(normalized),
+        counted=counted(normalized),
         attributes=tuple(attributes),
         excluded=excluded,
     )
+
+
+def organisations(text: str) -> list[str]:
+    """Organisation names a question gives by their form (…大学, …团队), without the words before them.
+
+    A phrase that asks or points (哪个学校的团队, 这个团队) names none, and neither does the bare word
+    left when the words before it are trimmed (团队).
+    """
+    names = []
+    for phrase in ORGANISATION.findall(text):
+        name = trimmed(phrase)
+        if not ASKING.search(phrase) and not DEMONSTRATIVE.match(name) and ORGANISATION.fullmatch(name):
+            names.append(name)
+    return names
 
 
 def standard(text: str) -> str:
@@ -168,6 +194,17 @@ def answer_type(normalized: str) -> str:
     organisation, place, reason, yesno, definition, other."""
     lowered = normalized.lower().strip()
     return next((name for name, asked, _ in ANSWER_TYPES if asked.search(lowered)), "other")
+
+
+def counted(normalized: str) -> str:
+    """The classifier of a count asked for (多少种语言 → 种, 第几家 → 家), or "" (also for 个)."""
+    asked = COUNT_ASKED.search(normalized)
+    return asked.group(1) if asked else ""
+
+
+def holds_count(sentence: str) -> bool:
+    """Whether a (normalised) sentence gives a count with a classifier: 6种, 800万条, 第一家, 十余家."""
+    return bool(COUNT_GIVEN.search(sentence))
 
 
 def holds(kind: str, sentence: str) -> bool:
@@ -247,7 +284,8 @@ def _names(text: str, tagged: list) -> list[str]:
     names = latin_names(text)
     for word, flag in tagged:
         word = word.strip()
-        if flag in NAME_TAGS and len(word) > 1 and not LATIN_WORD.search(word):
+        # A word the dictionary knows only as an ordinary one is no name, whatever jieba tags it (谢谢).
+        if flag in NAME_TAGS and len(word) > 1 and not LATIN_WORD.search(word) and not glossary.ordinary(word):
             names.append(word)
     return list(dict.fromkeys(names))
 

@@ -126,6 +126,7 @@ class Query:
     entities: tuple[str, ...] = ()  # canonical names of the corpus's entities the question names
     unknown_names: tuple[str, ...] = ()  # names in the question that the corpus's entity list lacks
     answer_type: str = "other"  # see query.ANSWER_TYPES
+    counted: str = ""  # asked for a count with a classifier (多少种, 几家): the classifier, 种 or 家
     attributes: tuple[tuple[str, float], ...] = ()  # the terms that are not part of a name: what is asked
     excluded: tuple[str, ...] = ()  # terms the question sets aside ("除了X之外"): not what it asks for
 

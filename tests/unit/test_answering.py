@@ -132,7 +132,7 @@ def test_a_sentence_without_the_date_or_figure_asked_does_not_answer(service):
 
 
 def test_a_cited_articles_title_is_answered_from_the_documents_sources(service):
-    answer = service.ask("健康远见那篇文章的题目是什么").answer
+    answer = service.ask("健康远见那篇文章的标题是什么").answer
     assert answer.found and "《「AI辅助手」几秒内客制化癌症治疗！" in answer.text and answer.text.endswith("[1]")
     (citation,) = answer.citations
     # The quote is the sentence citing the article, in the passage the citation points to.
@@ -142,3 +142,15 @@ def test_a_cited_articles_title_is_answered_from_the_documents_sources(service):
     assert english.found and english.text.startswith("The article of 搜狐 (2024) is titled")
     # No article about a MedLM paper is cited: a title the sources do not have is not made up.
     assert not service.ask("MedLM的论文标题是什么？").answer.found
+
+
+def test_a_polite_question_is_answered_as_the_plain_one(service):
+    for question in ("MedGPT有多少参数？谢谢", "麻烦问一下，MedGPT有多少参数？多谢"):
+        answer = service.ask(question).answer
+        assert answer.found and "1000亿" in answer.text, question
+
+
+def test_a_count_of_things_is_not_answered_by_a_score(service):
+    assert "6种" in service.ask("MMed-Llama 3支持几种语言？").answer.text
+    # The report gives MMedBench's scores, not how many questions it has.
+    assert not service.ask("MMedBench一共有多少道题？").answer.found

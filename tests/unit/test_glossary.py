@@ -44,3 +44,9 @@ def test_organisations_are_known_by_their_names_in_both_languages():
     assert "谷歌" in glossary.organisation("Google")
     assert glossary.organisation("医院") == ()  # a common noun
     assert glossary.organisation("美国") == ()  # a place, not an organisation
+
+
+def test_ordinary_words_are_told_from_names():
+    # jieba tags 谢谢 as a person's name; the dictionary knows it only as "thanks".
+    assert glossary.ordinary("谢谢") and glossary.ordinary("团队")
+    assert not glossary.ordinary("华为") and not glossary.ordinary("中央社") and not glossary.ordinary("医联")

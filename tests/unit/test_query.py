@@ -9,7 +9,7 @@ import pytest
 
 from medrag import corpus
 from medrag.entities import Lexicon, extract
-from medrag.query import analyse
+from medrag.query import analyse, holds_count
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -168,3 +168,22 @@ def test_the_vector_and_the_analysis_read_the_same_text(lexicon):
 
     question = " MedGPT啥时候發布的？"
     assert analyse(question, lexicon).normalized == standard(question) == "MedGPT什么时候发布的?"
+
+
+def test_courtesies_are_neither_names_nor_terms(lexicon):
+    polite = analyse("麻烦问一下，MedGPT有多少参数？谢谢", lexicon)
+    plain = analyse("MedGPT有多少参数？", lexicon)
+    assert polite.unknown_names == () and polite.entities == plain.entities
+    assert polite.attributes == plain.attributes
+
+
+def test_a_phrase_asking_for_an_organisation_names_none(lexicon):
+    assert analyse("MMed-Llama 3是哪个学校的团队做的？", lexicon).unknown_names == ()
+    assert "清华大学团队" in analyse("清华大学团队发布了什么？", lexicon).unknown_names
+
+
+def test_a_count_asked_with_a_classifier_needs_one_in_the_answer():
+    assert analyse("MMed-Llama 3支持几种语言").counted == "种"
+    assert analyse("MedGPT有多少个参数").counted == ""  # 个: 1000亿参数 drops it
+    assert holds_count("覆盖英语、中文、西班牙语等6种语言") and holds_count("全亚洲第一家")
+    assert not holds_count("准确率达到67.75，超越Llama 3（62.79）")
