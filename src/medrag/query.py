@@ -12,7 +12,7 @@ import jieba.posseg as pseg
 from . import glossary
 from .entities import LATIN_WORD, ORGANISATION, Lexicon, latin_names, trimmed
 from .lexical import STOPWORDS, WORD
-from .textnorm import normalize
+from .textnorm import mainland, normalize, traditional
 from .types import Query
 
 CJK = re.compile(r"[\u3400-\u9fff]")
@@ -182,8 +182,13 @@ def organisations(text: str) -> list[str]:
 
 
 def standard(text: str) -> str:
-    """The text a question is embedded and analysed as: normalised, colloquial question words written out."""
-    normalized = normalize(text.strip())
+    """The text a question is embedded and analysed as: normalised, colloquial question words written out.
+
+    A question in Traditional characters also gets the mainland's words for Taiwan's (資料 → 数据,
+    軟體 → 软件): the corpus is written in mainland Chinese, and characters alone do not map them.
+    """
+    text = text.strip()
+    normalized = normalize(mainland(text) if traditional(text) else text)
     for colloquial, written in COLLOQUIAL:
         normalized = normalized.replace(colloquial, written)
     return normalized

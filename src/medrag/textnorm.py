@@ -9,6 +9,9 @@ from functools import lru_cache
 from opencc import OpenCC
 
 _T2S = OpenCC("t2s")
+# Taiwan's words to the mainland's (資料 → 数据, 軟體 → 软件), for questions written the Taiwan way.
+_S2T = OpenCC("s2t")
+_TW2SP = OpenCC("tw2sp")
 # What a reader or the LLM could take for a citation marker: a number, or a list of them, in square,
 # full-width or lenticular brackets ([1], [1, 2], ［1］, 【12】).
 BRACKETED_NUMBERS = re.compile(r"[\[【［]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】］]")
@@ -18,6 +21,17 @@ BRACKETED_NUMBERS = re.compile(r"[\[【［]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]
 def normalize(text: str) -> str:
     """NFKC (full-width letters and digits to ASCII) and Traditional to Simplified Chinese."""
     return _T2S.convert(unicodedata.normalize("NFKC", text))
+
+
+def traditional(text: str) -> bool:
+    """Whether a text is written (at least in part) in Traditional Chinese characters."""
+    return normalize(text) != unicodedata.normalize("NFKC", text)  # (normalize's cache serves it twice)
+
+
+def mainland(text: str) -> str:
+    """A text written the Taiwan way in the mainland's Simplified words: 資料 → 数据, 軟體 → 软件, 網路 → 网络
+    (characters alone, as `normalize` maps them, give 资料, 软体, 网路)."""
+    return _TW2SP.convert(_S2T.convert(text))
 
 
 def neutralise_markers(text: str) -> str:

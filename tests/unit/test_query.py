@@ -187,3 +187,10 @@ def test_a_count_asked_with_a_classifier_needs_one_in_the_answer():
     assert analyse("MedGPT有多少个参数").counted == ""  # 个: 1000亿参数 drops it
     assert holds_count("覆盖英语、中文、西班牙语等6种语言") and holds_count("全亚洲第一家")
     assert not holds_count("准确率达到67.75，超越Llama 3（62.79）")
+
+
+def test_a_question_in_taiwan_wording_is_read_in_mainland_words(lexicon):
+    # Characters alone would give 资料 and 软体; the corpus writes 数据 and 软件.
+    assert "医疗数据" in analyse("醫療資料怎麼保護？", lexicon).normalized
+    assert "软件" in analyse("這個軟體是誰開發的？", lexicon).normalized
+    assert analyse("医疗资料怎么保护？", lexicon).normalized == "医疗资料怎么保护?"  # Simplified stays as written
