@@ -26,8 +26,8 @@ FUNCTION_WORDS = frozenset(
 )
 # An English word with more Chinese translations than this has too many senses to pair two Chinese words.
 MAX_SENSES = 8
-# English endings to take off, and what to put back (tries → try, based → base).
-INFLECTIONS = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
+# English endings to take off, and what to put back (tries → try, certified → certify, based → base).
+INFLECTIONS = (("ies", "y"), ("ied", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
 # What a proper noun's gloss says when it names an organisation.
 ORGANISATION = re.compile(
     r"\b(?:company|corporation|brand|university|college|institute|hospital|search engine|bank|organi[sz]ation"

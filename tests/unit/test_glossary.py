@@ -50,3 +50,8 @@ def test_ordinary_words_are_told_from_names():
     # jieba tags 谢谢 as a person's name; the dictionary knows it only as "thanks".
     assert glossary.ordinary("谢谢") and glossary.ordinary("团队")
     assert not glossary.ordinary("华为") and not glossary.ordinary("中央社") and not glossary.ordinary("医联")
+
+
+def test_english_inflections_are_taken_off():
+    assert "certify" in glossary.stems("certified") and "try" in glossary.stems("tries")
+    assert "base" in glossary.stems("based") and "train" in glossary.stems("training")
