@@ -53,5 +53,5 @@ def test_ordinary_words_are_told_from_names():
 
 
 def test_english_inflections_are_taken_off():
-    assert "certify" in glossary.stems("certified") and "try" in glossary.stems("tries")
+    assert "certify" in glossary.stems("certified") and "study" in glossary.stems("studies")
     assert "base" in glossary.stems("based") and "train" in glossary.stems("training")
