@@ -67,7 +67,9 @@ ANSWER_TYPES: tuple[tuple[str, re.Pattern, re.Pattern], ...] = tuple(
             r"多少|(?<!哪)几[个种项家条名位次倍岁天]|多大|多高|多长|多久|多重|比例|占比|百分之"
             r"|\bhow (many|much|large|big|long|old|high)"
             r"|what (percentage|share|proportion|rate|score|accuracy|number)|率",
-            r"\d|[一二三四五六七八九十百千万亿两]+[个种项家条名位次倍%]|百分之",
+            # Digits, a number in Chinese numerals (二十八, 一万二千) or one with its unit (三人, 十分钟).
+            r"\d|[零一二三四五六七八九十百千万亿两]{2,}|百分之"
+            r"|[一二三四五六七八九十百千万亿两][个种项家条名位次倍人天年月周分秒岁例台件元米%]",
         ),
         (
             "list",

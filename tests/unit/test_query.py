@@ -9,7 +9,7 @@ import pytest
 
 from medrag import corpus
 from medrag.entities import Lexicon, extract
-from medrag.query import analyse, holds_count
+from medrag.query import analyse, holds, holds_count
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -187,6 +187,12 @@ def test_a_count_asked_with_a_classifier_needs_one_in_the_answer():
     assert analyse("MedGPT有多少个参数").counted == ""  # 个: 1000亿参数 drops it
     assert holds_count("覆盖英语、中文、西班牙语等6种语言") and holds_count("全亚洲第一家")
     assert not holds_count("准确率达到67.75，超越Llama 3（62.79）")
+
+
+def test_numbers_written_in_chinese_numerals_are_figures():
+    for sentence in ("研发团队共有二十八人。", "平均每人节省二十分钟", "为一万二千名居民做了检查"):
+        assert holds("quantity", sentence), sentence
+    assert not holds("quantity", "诊断一致性高，统一了标准")
 
 
 def test_a_question_in_taiwan_wording_is_read_in_mainland_words(lexicon):
