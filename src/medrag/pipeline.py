@@ -256,7 +256,7 @@ class Pipeline:
         # analysis and the lexical ranking, which needs no vector, run on a helper thread while this
         # one encodes; "embed" is the encoding and any wait for them left after it, "analyse" their time.
         analysing = self._analysing.submit(_timed, _lexical, snapshot, text, top_k, mode, allowed)
-        vector = None if mode == "bm25" else self.query_vector(query.standard(text))
+        vector = self.query_vector(query.standard(text))  # the reader needs it in every mode
         (analysed, lexical), analyse_seconds = analysing.result()
         embedded = time.perf_counter()
         hits = snapshot.retriever.search(analysed, top_k, mode, query_vector=vector, allowed=allowed, lexical=lexical)
