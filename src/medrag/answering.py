@@ -164,6 +164,7 @@ class ExtractiveAnswerer:
         self.min_evidence = min_evidence
         self.passages = passages
         self.max_sentences = max_sentences
+        self._titled: dict[str, dict[tuple[str, str], Source]] = {}  # see titled_sources
 
     def stream(
         self, question: Question, hits: list[Hit], query_vector: np.ndarray, *, incremental: bool = True
@@ -217,19 +218,24 @@ class ExtractiveAnswerer:
         asked = query.normalized.lower()
         found: list[Source] = []
         for hit in hits:
-            document = self.index.documents.get(hit.chunk.doc_id)
-            for source in document.sources if document is not None else ():
-                named = source.title and source.publisher and normalize(source.publisher).lower() in asked
-                if named and source not in found:
+            for (publisher, _), source in self.titled_sources(hit.chunk.doc_id).items():
+                if publisher and publisher in asked and source not in found:
                     found.append(source)
         return found
 
+    def titled_sources(self, doc_id: str) -> dict[tuple[str, str], Source]:
+        """A document's cited articles with a title, by (normalised publisher, year); made once per document."""
+        sources = self._titled.get(doc_id)
+        if sources is None:
+            document = self.index.documents.get(doc_id)
+            cited = document.sources if document is not None else ()
+            sources = {(normalize(s.publisher).lower(), s.year): s for s in cited if s.title}
+            self._titled[doc_id] = sources
+        return sources
+
     def cited(self, chunk: Chunk, text: str) -> list[Source]:
         """The articles with a title that the in-text citations of `text` (part of `chunk`) name."""
-        document = self.index.documents.get(chunk.doc_id)
-        if document is None:
-            return []
-        sources = {(normalize(s.publisher).lower(), s.year): s for s in document.sources if s.title}
+        sources = self.titled_sources(chunk.doc_id)
         found = []
         for citation in CITATION.findall(text):
             for publisher, year in CITED.findall(citation.strip("()（）")):
@@ -262,6 +268,7 @@ class ExtractiveAnswerer:
         kind = query.answer_type if query.answer_type in VISIBLE_TYPES else None
         source_words = frozenset(term.text for term in attributes if asks_source(term.text))
         excluded = [term.lower() for term in query.excluded]
+        cites = kind in ("source", "title")  # the rest of the passage may hold the citation asked for
         # Asked for a title, every passage retrieved may hold the citation, and the publishers the
         # question names (by a name of theirs in it) narrow the articles to theirs.
         top = hits if kind == "title" else hits[: self.passages]
@@ -291,7 +298,6 @@ class ExtractiveAnswerer:
                 # Asked for a figure or a date, and none here: whatever else it says, it does not answer. (A
                 # citation may close the paragraph instead of each sentence: for a source or a title, the
                 # rest of the passage counts.)
-                cites = kind in ("source", "title")
                 if kind is not None and not holds(kind, chunk.text[start:] if cites else normalized.lower()):
                     continue
                 if kind == "quantity" and query.counted and not holds_count(normalized):
@@ -322,7 +328,6 @@ class ExtractiveAnswerer:
                     given = source_words if cites else frozenset()
                     if source is not None and nouns and self.coverage(nouns, own, cross_lingual, given) <= 0.5:
                         continue  # most of what is asked is not this article's (MedLM的论文: a paper, not it)
-
                     if any(term in own for term in excluded):
                         local *= 0.5  # the sentence gives what the question sets aside
                     # Evidence: the sentence must hold the attribute asked, not just its passage (a
