@@ -6,15 +6,16 @@ checkout's `src/`, e.g. the commit the reader issue was measured at) and one wit
 with the question-vector cache off — and asks every question of the public set, of both halves of
 tests/data/reader_dev.jsonl and of the team's probes (tests/data/reader_probes.jsonl: `group` "guided"
 were read while the reader was changed, "after" were written once the changes were done and not tuned
-on) and of the second held-back set (tests/data/reader_held2.jsonl, written on 2026-12-02 by an engineer
-apart, before that day's reader changes) of both, alternating between them question by question, so both
-see the same machine. Scores each set with `medrag.evaluation`, splits the sets by language, and reports
-each server's /ask p50 and p95 over all questions.
+on) and of the held-back sets (tests/data/reader_held2.jsonl and reader_held3.jsonl, each written by an
+engineer apart before a session's reader changes: 2026-12-02 morning and afternoon) of both,
+alternating between them question by question, so both see the same machine. Scores each set with
+`medrag.evaluation`, splits the sets by language, and reports each server's /ask p50 and p95 over all
+questions.
 
     .venv/bin/python benchmarks/reader_http.py --before /tmp/old/src
 
 Writes benchmarks/results/reader_http.json. The held-back sets are for the final measurement: their
-misses (question and answer) are written only with `--final`; without it, only their figures.
+misses (question and answer) are written only with `--final`, and the third set is asked only then.
 """
 
 import argparse
@@ -34,13 +35,15 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = ROOT / "tests" / "data"
 HELD2 = "held-back set 2"
-HELD = ("held half", HELD2)
+HELD3 = "held-back set 3"
+HELD = ("held half", HELD2, HELD3)
 
 
-def sets() -> dict[str, list[dict]]:
+def sets(final: bool) -> dict[str, list[dict]]:
+    """The question sets; the third held-back set only for the final measurement (it has never been run)."""
     reader = load_questions(DATA / "reader_dev.jsonl")
     probes = load_questions(DATA / "reader_probes.jsonl")
-    return {
+    chosen = {
         "public": load_questions(DATA / "qa_public.jsonl"),
         "dev half": [q for q in reader if q.get("half") == "dev"],
         "held half": [q for q in reader if q.get("half") == "held"],
@@ -48,6 +51,9 @@ def sets() -> dict[str, list[dict]]:
         "probes, written after, never tuned on": [q for q in probes if q.get("group") == "after"],
         HELD2: load_questions(DATA / "reader_held2.jsonl"),
     }
+    if final:
+        chosen[HELD3] = load_questions(DATA / "reader_held3.jsonl")
+    return chosen
 
 
 def by_language(items: list[dict], report) -> dict:
@@ -65,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, required=True, help="an earlier checkout's src/")
     parser.add_argument("--before-label", default="before")
-    parser.add_argument("--final", action="store_true", help="also list the held-back sets' misses")
+    parser.add_argument("--final", action="store_true", help="also ask held-back set 3; list the held sets' misses")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "reader_http.json")
     args = parser.parse_args()
     servers = {}
@@ -81,7 +87,7 @@ def main() -> None:
             with httpx.Client(timeout=60) as client:
                 for base, _ in servers.values():  # one warm-up each (jieba, the first encode)
                     client.get(f"{base}/search", params={"q": "预热", "k": 1}).raise_for_status()
-                for items in sets().values():
+                for items in sets(args.final).values():
                     for item in items:
                         for label, (base, _) in servers.items():
                             started = time.perf_counter()
@@ -96,7 +102,7 @@ def main() -> None:
     result: dict = {"command": "python benchmarks/reader_http.py --before <src of the earlier commit>"}
     for label in servers:
         figures = {}
-        for name, items in sets().items():
+        for name, items in sets(args.final).items():
             report = evaluate(items, lambda question, label=label: answers[label][question])
             summary = report.summary()
             figures[name] = {

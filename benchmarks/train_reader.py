@@ -1,37 +1,46 @@
-"""Choose the extractive reader's refusal threshold (`MEDRAG_MIN_EVIDENCE`) out of fold, and plot it.
+"""Fit the extractive reader's evidence model and choose its refusal threshold out of fold; plot both.
 
-Every question of the development half of `tests/data/reader_dev.jsonl` goes through the real
-pipeline (real model, real index of `corpus/`, real retrieval); the reader then answers it at each
-threshold of a grid, so the figures are the reader's own, second sentences included. The held-back
-half is skipped as the file is read: it is never seen here.
+The reader's evidence is the probability that its answer is right: a logistic model
+(`medrag.calibration`) over the features of the best sentence it finds (its similarity, its support
+and its coverage). Every question goes through the real pipeline (real model, real index, real
+retrieval, the reader's rules); what the model learns from is the best sentence's features, and
+whether the answer given from it would be right (for an unanswerable question, never).
 
-- The development half chooses the threshold: its score is the mean of answer accuracy and refusal
-  accuracy; the best score is chosen (among equal ones, the middle of the run). The mechanical
-  questions (below) are scored at every threshold but do not choose: their labels are literal, so an
-  attribute another model states under a synonym (MedGPT's 数据支持 asked as 数据基础) counts as
-  unanswerable, and choosing on them (tried, equally weighted with the development half) moved the
-  threshold to 0.535, where the development half's answer accuracy fell from 0.68 to 0.57.
-- Cross-validation: each set is split (seeded, stratified by whether a question is answerable) into
-  five folds, `REPEATS` times; the threshold is chosen on four folds of the development half and
-  scored on the fifth fold of each set.
-- The threshold to ship is chosen the same way on the whole development half.
-- Reliability: the evidence of each question's best sentence, binned, against the share of those
-  questions the reader answers correctly (the probability the evidence stands for).
-- The mechanical questions: built from the report's headings and its
-  `- **attribute**：value` lines ("MedGPT的病种覆盖率是多少？", six wordings each), and the same
-  questions asked of each other model whose section and sentences never state that attribute
-  (unanswerable by construction).
+Training data, none of it evaluation questions:
+- toyhom: Toyhom patient questions (`title`) over an index of TOYHOM_DOCUMENTS doctors' answers.
+  Questions whose own answer is indexed are answerable, and right when the best sentence is from that
+  answer; questions whose answer is not indexed are unanswerable. (Labels are noisy: another doctor's
+  answer often answers a question too, which only makes the model more cautious.)
+- mechanical: questions built from the report's headings and its `- **attribute**：value` lines
+  ("MedGPT的病种覆盖率是多少？", six wordings each), and the same questions asked of each other model
+  whose section and sentences never state that attribute (unanswerable by construction).
+- development: the development half of `tests/data/reader_dev.jsonl`. The held-back rows are dropped
+  as the file is read: they are never seen here.
 
-Writes benchmarks/results/reader_threshold.json, reader_threshold.png and reader_reliability.png.
+Each set weighs the same in the fit (an L2-penalised logistic regression on standardised features,
+fitted by Newton's method). The threshold is chosen on the development half only, on probabilities
+out of fold (each question's from a model that did not train on it): the best mean of answer
+accuracy and refusal accuracy, the middle of the run of tied best thresholds.
+
+Cross-validation, REPEATS times FOLDS folds, every set split (seeded, stratified by answerability):
+the model is fitted on the other folds of all three sets, its threshold chosen on the development
+questions of those folds (out of an inner fold split), and scored on the held fold of each set. The
+hand blend the model replaces (half similarity, half support, threshold chosen on the same folds) is
+scored alongside.
+
+Writes src/medrag/reader_model.json (what the service loads), benchmarks/results/reader_threshold.json,
+reader_threshold.png and reader_reliability.png.
 
     PYTHONPATH=src python benchmarks/train_reader.py
 """
 
 import argparse
+import csv
 import json
 import random
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -40,7 +49,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from medrag.answering import ExtractiveAnswerer  # noqa: E402
+from medrag.calibration import FEATURES, MODEL_FILE  # noqa: E402
 from medrag.evaluation import contains, load_questions  # noqa: E402
 from medrag.query import analyse  # noqa: E402
 from medrag.service import Service  # noqa: E402
@@ -51,7 +60,10 @@ ROOT = HERE.parent
 SEED = 20261202
 FOLDS = 5
 REPEATS = 30
-GRID = np.round(np.arange(0.30, 0.70001, 0.005), 3)
+L2 = 1.0
+TOYHOM_DOCUMENTS = 300
+TOYHOM_QUESTIONS = 150  # of each kind: answer indexed, answer not indexed
+GRID = np.round(np.arange(0.02, 0.98001, 0.005), 3)
 MODELS = ("MedGPT", "MMed-Llama 3", "MedLM", "Med-PaLM 2")
 WORDINGS = (
     "{e}的{k}是多少？",
@@ -64,40 +76,51 @@ WORDINGS = (
 ATTRIBUTE_LINE = re.compile(r"- \*\*(.+?)\*\*：(.+)")
 
 
+@dataclass
+class Examples:
+    """Per question: the best sentence's features (zeros when the reader has no sentence at all), whether
+    it has one, whether the answer from it is right, and whether the question is answerable."""
+
+    features: np.ndarray
+    has: np.ndarray
+    right: np.ndarray
+    answerable: np.ndarray
+
+    def __getitem__(self, rows) -> "Examples":
+        return Examples(self.features[rows], self.has[rows], self.right[rows], self.answerable[rows])
+
+    def __len__(self) -> int:
+        return len(self.right)
+
+
 def development_half(path: Path) -> list[dict]:
     """The rows marked `half: dev`; the held-back rows are dropped unread."""
     return [item for item in load_questions(path) if item.get("half") == "dev"]
 
 
-def outcomes(service: Service, items: list[dict]) -> tuple[np.ndarray, ...]:
-    """Per question: best evidence, answerable, per threshold whether the reply is right, and whether
-    the answer the reader would give with no threshold holds the expected answer."""
+def examples(service: Service, items: list[dict]) -> Examples:
+    """Each question through the real pipeline; an item with `doc` is right when the best sentence is
+    from the document whose id starts with it, any other when the answer holds one of `answer_any`."""
     snapshot = service.pipeline.snapshot()
     reader = snapshot.answerer
-    assert isinstance(reader, ExtractiveAnswerer)
-    evidence, answerable, right, would = [], [], [], []
+    reader.min_evidence = 0.0  # every question answered: whether the answer would be right is the label
+    features, has, right = [], [], []
     for item in items:
         query = analyse(item["question"], snapshot.lexicon)
         vector = snapshot.retriever.embed_query(query)
         hits = snapshot.retriever.search(query, service.settings.top_k, "hybrid", query_vector=vector)
         candidates = reader.candidates(query, hits, vector)
-        evidence.append(candidates[0].evidence if candidates else 0.0)
-        answerable.append(bool(item["answerable"]))
-        row = []
-        for threshold in GRID:
-            reader.min_evidence = float(threshold)
-            answer = reader.answer(query, hits, vector)
-            if item["answerable"]:
-                row.append(answer.found and any(contains(answer.text, a) for a in item["answer_any"]))
-            else:
-                row.append(not answer.found)
-        right.append(row)
-        reader.min_evidence = 0.0
-        answer = reader.answer(query, hits, vector)
-        would.append(
-            bool(item["answerable"] and answer.found and any(contains(answer.text, a) for a in item["answer_any"]))
-        )
-    return np.array(evidence), np.array(answerable), np.array(right), np.array(would)
+        has.append(bool(candidates))
+        features.append(candidates[0].features if candidates else (0.0,) * len(FEATURES))
+        if not (item["answerable"] and candidates):
+            right.append(False)
+        elif "doc" in item:
+            right.append(hits[candidates[0].hit_index].chunk.doc_id.startswith(item["doc"] + "-"))
+        else:
+            text = reader.answer(query, hits, vector).text
+            right.append(any(contains(text, a) for a in item["answer_any"]))
+    answerable = [bool(item["answerable"]) for item in items]
+    return Examples(np.array(features, float), np.array(has), np.array(right), np.array(answerable))
 
 
 def attribute_questions(report: str) -> list[dict]:
@@ -129,21 +152,79 @@ def attribute_questions(report: str) -> list[dict]:
     return items
 
 
-def figures(answerable: np.ndarray, right: np.ndarray) -> tuple[float, float]:
-    """Answer accuracy and refusal accuracy of the replies in `right` (one column)."""
-    return float(right[answerable].mean()), float(right[~answerable].mean())
+def toyhom_questions(data: Path, corpus: Path, rng: random.Random) -> list[dict]:
+    """Writes TOYHOM_DOCUMENTS doctors' answers into `corpus`; patient questions whose answer is among
+    them (answerable) and as many whose answer is not (unanswerable: no indexed row has their title)."""
+    with (data / "neike_5000-6000.csv").open(encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["answer"].strip() and row["title"].strip()]
+    titles: dict[str, list[str]] = {}
+    for row in rows:
+        titles.setdefault(row["answer"].strip(), []).append(row["title"])
+    answers = list(titles)
+    rng.shuffle(answers)
+    indexed, outside = answers[:TOYHOM_DOCUMENTS], answers[TOYHOM_DOCUMENTS:]
+    corpus.mkdir(parents=True)
+    for number, answer in enumerate(indexed):
+        (corpus / f"a{number:04d}.txt").write_text(answer, encoding="utf-8")
+    asked = {title for answer in indexed for title in titles[answer]}
+    items = [
+        {"question": titles[indexed[number]][0], "answerable": True, "doc": f"a{number:04d}"}
+        for number in rng.sample(range(len(indexed)), TOYHOM_QUESTIONS)
+    ]
+    items += [
+        {"question": titles[answer][0], "answerable": False}
+        for answer in rng.sample(outside, TOYHOM_QUESTIONS)
+        if titles[answer][0] not in asked
+    ]
+    return items
 
 
-def score(sets: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Per grid position: the mean over the sets of each set's mean of answer and refusal accuracy."""
-    return np.mean(
-        [[np.mean(figures(answerable, right[:, j])) for j in range(len(GRID))] for answerable, right in sets], axis=0
+def fit(sets: list[Examples]) -> tuple[np.ndarray, float]:
+    """Logistic regression over the questions that have a sentence, each set weighing the same; returns
+    the weights and bias on the unstandardised features."""
+    x = np.vstack([s.features[s.has] for s in sets])
+    y = np.concatenate([s.right[s.has] for s in sets]).astype(float)
+    w = np.concatenate([np.full(int(s.has.sum()), 1.0 / max(1, int(s.has.sum()))) for s in sets]) * 100
+    mean, scale = x.mean(0), x.std(0) + 1e-9
+    z = np.c_[np.ones(len(x)), (x - mean) / scale]
+    penalty = np.full(z.shape[1], L2)
+    penalty[0] = 0.0  # the bias is not penalised
+    beta = np.zeros(z.shape[1])
+    for _ in range(100):
+        p = 1 / (1 + np.exp(-z @ beta))
+        step = np.linalg.solve(
+            (z * (w * p * (1 - p))[:, None]).T @ z + np.diag(penalty), z.T @ (w * (p - y)) + penalty * beta
+        )
+        beta -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    weights = beta[1:] / scale
+    return weights, float(beta[0] - mean @ weights)
+
+
+def probability(examples: Examples, model: tuple[np.ndarray, float]) -> np.ndarray:
+    weights, bias = model
+    return np.where(examples.has, 1 / (1 + np.exp(-(examples.features @ weights + bias))), 0.0)
+
+
+def hand_blend(examples: Examples) -> np.ndarray:
+    """The evidence this model replaces: half similarity, half support."""
+    return np.where(examples.has, 0.5 * examples.features[:, 0] + 0.5 * examples.features[:, 1], 0.0)
+
+
+def figures(examples: Examples, evidence: np.ndarray, threshold: float) -> tuple[float, float]:
+    """Answer accuracy (answered and right) and refusal accuracy at this threshold."""
+    answered = examples.has & (evidence >= threshold)
+    return (
+        float((answered & examples.right)[examples.answerable].mean()),
+        float((~answered)[~examples.answerable].mean()),
     )
 
 
-def choose(sets: list[tuple[np.ndarray, np.ndarray]]) -> int:
-    """The grid position with the best score; the middle of the longest run of tied best positions."""
-    scores = score(sets)
+def choose(examples: Examples, evidence: np.ndarray) -> float:
+    """The threshold with the best mean of answer and refusal accuracy; the middle of the longest run of
+    tied best thresholds."""
+    scores = np.array([np.mean(figures(examples, evidence, t)) for t in GRID])
     best = np.flatnonzero(np.isclose(scores, scores.max()))
     runs, start = [], best[0]
     for previous, current in zip(best, [*best[1:], None], strict=True):
@@ -151,7 +232,7 @@ def choose(sets: list[tuple[np.ndarray, np.ndarray]]) -> int:
             runs.append((start, previous))
             start = current
     low, high = max(runs, key=lambda run: run[1] - run[0])
-    return int((low + high) // 2)
+    return float(GRID[(low + high) // 2])
 
 
 def folds(answerable: np.ndarray, rng: random.Random) -> np.ndarray:
@@ -165,129 +246,171 @@ def folds(answerable: np.ndarray, rng: random.Random) -> np.ndarray:
     return fold
 
 
-def cross_validate(sets: list[tuple[np.ndarray, np.ndarray]], rng: random.Random) -> list[dict]:
-    """Per set, answer and refusal accuracy with the threshold chosen on the other folds of the first set."""
-    results: list[list[tuple[float, float]]] = [[] for _ in sets]
+def out_of_fold(development: Examples, others: list[Examples], rng: random.Random) -> np.ndarray:
+    """Each development question's probability from a model fitted on the other sets and the other
+    development folds."""
+    fold = folds(development.answerable, rng)
+    result = np.zeros(len(development))
+    for k in range(FOLDS):
+        model = fit([development[fold != k], *others])
+        result[fold == k] = probability(development[fold == k], model)
+    return result
+
+
+def cross_validate(sets: dict[str, Examples], rng: random.Random) -> dict:
+    """Per set, the learned model's and the hand blend's answer and refusal accuracy on held folds."""
+    names = list(sets)
+    tables: dict[str, dict[str, list]] = {kind: {name: [] for name in names} for kind in ("learned", "hand")}
     for _ in range(REPEATS):
-        assigned = [folds(answerable, rng) for answerable, _ in sets]
-        replies = [np.zeros(len(answerable), bool) for answerable, _ in sets]
+        assigned = {name: folds(s.answerable, rng) for name, s in sets.items()}
+        replies = {kind: {name: np.zeros(len(s), bool) for name, s in sets.items()} for kind in tables}
         for k in range(FOLDS):
-            (answerable, right), fold = sets[0], assigned[0]
-            j = choose([(answerable[fold != k], right[fold != k])])
-            for (_, right), fold, reply in zip(sets, assigned, replies, strict=True):
-                reply[fold == k] = right[fold == k, j]
-        for (answerable, _), reply, table in zip(sets, replies, results, strict=True):
-            table.append(figures(answerable, reply))
-    summary = []
-    for table in map(np.array, results):
-        summary.append(
-            {
+            train = {name: s[assigned[name] != k] for name, s in sets.items()}
+            development, others = train["development"], [train[name] for name in names if name != "development"]
+            model = fit([development, *others])
+            learned_threshold = choose(development, out_of_fold(development, others, rng))
+            hand_threshold = choose(development, hand_blend(development))
+            for name, s in sets.items():
+                held = assigned[name] == k
+                replies["learned"][name][held] = (s.has & (probability(s, model) >= learned_threshold))[held]
+                replies["hand"][name][held] = (s.has & (hand_blend(s) >= hand_threshold))[held]
+        for kind in tables:
+            for name, s in sets.items():
+                answered = replies[kind][name]
+                tables[kind][name].append(
+                    ((answered & s.right)[s.answerable].mean(), (~answered)[~s.answerable].mean())
+                )
+    summary: dict = {}
+    for kind, per_set in tables.items():
+        for name, rows in per_set.items():
+            table = np.array(rows)
+            summary.setdefault(kind, {})[name] = {
                 "answer": round(float(table[:, 0].mean()), 3),
                 "answer_sd": round(float(table[:, 0].std()), 3),
                 "refusal": round(float(table[:, 1].mean()), 3),
                 "refusal_sd": round(float(table[:, 1].std()), 3),
             }
-        )
     return summary
 
 
-def plot(evidence, answerable, right, would, chosen: int, results: Path) -> None:
-    answer = [figures(answerable, right[:, j])[0] for j in range(len(GRID))]
-    refusal = [figures(answerable, right[:, j])[1] for j in range(len(GRID))]
-    # Of the questions answered at a threshold, the share answered correctly.
-    precision = [float(would[evidence >= t].mean()) if (evidence >= t).any() else 1.0 for t in GRID]
+def plot(sets: dict[str, Examples], oof: dict[str, np.ndarray], threshold: float, results: Path) -> None:
+    development, evidence = sets["development"], oof["development"]
+    answer = [figures(development, evidence, t)[0] for t in GRID]
+    refusal = [figures(development, evidence, t)[1] for t in GRID]
+    # Of the questions answered at a threshold, the share answered right (precision), and of the
+    # answerable ones, the share answered right (recall: the answer accuracy).
+    precision = []
+    for t in GRID:
+        answered = development.has & (evidence >= t)
+        precision.append(float(development.right[answered].mean()) if answered.any() else 1.0)
     figure, axis = plt.subplots(figsize=(7, 4.5))
-    axis.plot(GRID, answer, label="answer accuracy (answerable)")
+    axis.plot(GRID, answer, label="recall: answerable answered right")
     axis.plot(GRID, refusal, label="refusal accuracy (unanswerable)")
-    axis.plot(GRID, precision, label="precision of answering", linestyle="--")
-    axis.axvline(GRID[chosen], color="grey", linestyle=":", label=f"chosen {GRID[chosen]:.3f}")
-    axis.set_xlabel("MEDRAG_MIN_EVIDENCE")
+    axis.plot(GRID, precision, label="precision: answers that are right", linestyle="--")
+    axis.axvline(threshold, color="grey", linestyle=":", label=f"chosen {threshold:.3f}")
+    axis.set_xlabel("MEDRAG_MIN_EVIDENCE (probability)")
     axis.set_ylabel("share")
-    axis.set_title(f"Extractive reader on the development half ({len(answerable)} questions)")
+    axis.set_title(f"Reader on the development half, out of fold ({len(development)} questions)")
     axis.legend(loc="lower left", fontsize=8)
     figure.tight_layout()
     figure.savefig(results / "reader_threshold.png", dpi=120)
     plt.close(figure)
 
-    # Reliability: the share of questions whose unthresholded answer is right, by evidence.
-    good = would
-    edges = np.linspace(0, 1, 6)
-    centres, shares, counts = [], [], []
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
-        members = (evidence >= low) & (evidence < high if high < 1 else evidence <= high)
-        if members.any():
-            centres.append(float(evidence[members].mean()))
-            shares.append(float(good[members].mean()))
-            counts.append(int(members.sum()))
-    figure, axis = plt.subplots(figsize=(5, 5))
+    figure, axis = plt.subplots(figsize=(5.5, 5.5))
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
-    axis.plot(centres, shares, marker="o")
-    for x, y, n in zip(centres, shares, counts, strict=True):
-        axis.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    axis.axvline(GRID[chosen], color="grey", linestyle="--")
-    axis.set_xlabel("evidence of the best sentence")
-    axis.set_ylabel("share answered correctly")
-    axis.set_title("Reliability (development half)")
+    edges = np.linspace(0, 1, 11)
+    for name, s in sets.items():
+        p = oof[name][s.has]
+        right = s.right[s.has]
+        centres, shares, counts = [], [], []
+        for low, high in zip(edges[:-1], edges[1:], strict=True):
+            members = (p >= low) & ((p < high) if high < 1 else (p <= high))
+            if members.sum() >= 3:
+                centres.append(float(p[members].mean()))
+                shares.append(float(right[members].mean()))
+                counts.append(int(members.sum()))
+        axis.plot(centres, shares, marker="o", label=f"{name} ({int(s.has.sum())})")
+        for x, y, n in zip(centres, shares, counts, strict=True):
+            axis.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    axis.axvline(threshold, color="grey", linestyle="--")
+    axis.set_xlabel("evidence (predicted probability, out of fold)")
+    axis.set_ylabel("share whose answer is right")
+    axis.set_title("Reliability of the reader's evidence")
+    axis.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     figure.savefig(results / "reader_reliability.png", dpi=120)
     plt.close(figure)
 
 
+def collect(corpus: Path, index: Path, items: list[dict]) -> Examples:
+    service = Service(Settings(corpus_dir=corpus, index_dir=index))
+    job = service.build_if_missing()
+    if job is not None:
+        job.wait()
+    try:
+        return examples(service, items)
+    finally:
+        service.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=Path, default=ROOT / "tests/data/reader_dev.jsonl")
+    parser.add_argument("--toyhom", type=Path, default=ROOT.parent / "shared" / "data" / "toyhom-neike")
     parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--model", type=Path, default=ROOT / "src" / "medrag" / MODEL_FILE)
     args = parser.parse_args()
-    items = development_half(args.questions)
+    rng = random.Random(SEED)
+    report = (ROOT / "corpus" / "report.md").read_text(encoding="utf-8")
     with tempfile.TemporaryDirectory() as scratch:
-        service = Service(Settings(corpus_dir=ROOT / "corpus", index_dir=Path(scratch) / "index"))
-        job = service.build_if_missing()
-        if job is not None:
-            job.wait()
-        evidence, answerable, right, would = outcomes(service, items)
-        mechanical = attribute_questions((ROOT / "corpus" / "report.md").read_text(encoding="utf-8"))
-        _, mechanical_answerable, mechanical_right, _ = outcomes(service, mechanical)
-        service.close()
-    sets = [(answerable, right), (mechanical_answerable, mechanical_right)]
-    chosen = choose(sets[:1])
-    shipped = int(np.argmin(np.abs(GRID - Settings().min_evidence)))
-    development_cv, mechanical_cv = cross_validate(sets, random.Random(SEED))
-    summary = {
-        "questions": len(items),
-        "mechanical_questions": len(mechanical),
-        "mechanical_answerable": int(mechanical_answerable.sum()),
+        scratch = Path(scratch)
+        toyhom = toyhom_questions(args.toyhom, scratch / "toyhom", rng)
+        sets = {
+            "development": collect(ROOT / "corpus", scratch / "index", development_half(args.questions)),
+            "mechanical": collect(ROOT / "corpus", scratch / "index", attribute_questions(report)),
+            "toyhom": collect(scratch / "toyhom", scratch / "toyhom-index", toyhom),
+        }
+    others = [sets["mechanical"], sets["toyhom"]]
+    model = fit(list(sets.values()))
+    oof = {"development": out_of_fold(sets["development"], others, rng)}
+    threshold = choose(sets["development"], oof["development"])
+    for name in ("mechanical", "toyhom"):  # each from a model that did not train on that set's fold
+        s, fold, result = sets[name], folds(sets[name].answerable, rng), np.zeros(len(sets[name]))
+        for k in range(FOLDS):
+            rest = [sets[n] for n in sets if n != name]
+            result[fold == k] = probability(s[fold == k], fit([s[fold != k], *rest]))
+        oof[name] = result
+    # The LLM pre-filter (MEDRAG_LLM_MIN_EVIDENCE) should veto only clear misses: the lowest
+    # out-of-fold evidence of a right answer on the report's questions shows where those begin.
+    lowest_right = min(float(oof[n][sets[n].right].min()) for n in ("development", "mechanical"))
+    weights, bias = model
+    shipped = {
+        "about": "The extractive reader's evidence model, written by benchmarks/train_reader.py (see its docstring).",
+        "features": list(FEATURES),
+        "weights": {name: round(float(w), 4) for name, w in zip(FEATURES, weights, strict=True)},
+        "bias": round(bias, 4),
+        "threshold": threshold,
         "seed": SEED,
+        "l2": L2,
+        "questions": {name: len(s) for name, s in sets.items()},
+    }
+    summary = {
+        **shipped,
         "folds": FOLDS,
         "repeats": REPEATS,
-        "cross_validated": development_cv,
-        "cross_validated_mechanical": mechanical_cv,
-        "chosen_threshold": float(GRID[chosen]),
-        "at_chosen_in_sample": dict(zip(("answer", "refusal"), figures(answerable, right[:, chosen]), strict=True)),
-        "mechanical_at_chosen": dict(
-            zip(("answer", "refusal"), figures(mechanical_answerable, mechanical_right[:, chosen]), strict=True)
-        ),
-        "at_settings_default": {
-            "threshold": float(GRID[shipped]),
-            **dict(zip(("answer", "refusal"), figures(answerable, right[:, shipped]), strict=True)),
-            "mechanical": dict(
-                zip(("answer", "refusal"), figures(mechanical_answerable, mechanical_right[:, shipped]), strict=True)
-            ),
+        "cross_validated": cross_validate(sets, random.Random(SEED)),
+        "at_threshold_out_of_fold": {
+            name: dict(zip(("answer", "refusal"), figures(s, oof[name], threshold), strict=True))
+            for name, s in sets.items()
         },
-        "grid": [
-            {
-                "threshold": float(t),
-                "development": dict(zip(("answer", "refusal"), figures(answerable, right[:, j]), strict=True)),
-                "mechanical": dict(
-                    zip(("answer", "refusal"), figures(mechanical_answerable, mechanical_right[:, j]), strict=True)
-                ),
-            }
-            for j, t in enumerate(GRID)
-            if j % 4 == 0
-        ],
+        "lowest_right_answer_evidence": round(lowest_right, 4),
+        "answerable": {name: int(s.answerable.sum()) for name, s in sets.items()},
+        "right_without_threshold": {name: int(s.right.sum()) for name, s in sets.items()},
     }
+    args.model.write_text(json.dumps(shipped, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "reader_threshold.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    plot(evidence, answerable, right, would, chosen, args.results)
+    plot(sets, oof, threshold, args.results)
     print(json.dumps(summary, indent=2))
 
 

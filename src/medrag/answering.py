@@ -3,10 +3,12 @@
 No language model is needed. Each sentence of the top passages is scored by the cosine similarity
 of its embedding (with its heading for context) to the question's, and by how much of the
 question's weight (BM25 idf) it covers. The best one or two sentences become the answer, each
-followed by an `[n]` marker bound to its passage. The evidence score of the best sentence
-decides whether to answer at all: below `min_evidence` the answer is `found: false`. Evidence is
-half similarity, half how much of what the question asks about (its terms without the entities it
-names) the sentence itself holds; `benchmarks/train_reader.py` chooses the threshold out of fold.
+followed by an `[n]` marker bound to its passage. The evidence of the best sentence decides whether
+to answer at all: below `min_evidence` the answer is `found: false`. Evidence is the probability,
+from a logistic model (`calibration`) over the sentence's similarity and how much of what the
+question asks about (its terms without the entities it names) the sentence itself holds, that its
+answer is right; `benchmarks/train_reader.py` fits it and chooses
+the threshold out of fold.
 Words are also matched by their dictionary translations and synonyms (`glossary`), so an English or
 paraphrased question can cover a Chinese sentence. docs/design.md gives every rule and its reason.
 """
@@ -18,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .calibration import EvidenceModel
 from .chunking import reader_sentences
 from .embedding import Embedder
 from .entities import Lexicon, Mention
@@ -141,7 +144,8 @@ class Candidate:
     dense: float
     support: float  # the coverage the evidence counts: of the attribute asked, by the sentence (see candidates)
     rank: float
-    evidence: float
+    evidence: float  # the evidence model's probability over `features`
+    features: tuple[float, ...]  # in the order of calibration.FEATURES
     source: Source | None = None  # asked for a title: the cited article whose title answers
 
 
@@ -154,14 +158,16 @@ class ExtractiveAnswerer:
         index: IndexReading,
         lexicon: Lexicon,
         *,
-        min_evidence: float,
+        model: EvidenceModel,
+        min_evidence: float | None = None,
         passages: int = 3,
         max_sentences: int = 2,
     ):
         self.embedder = embedder  # the LLM answerer's support checks embed with it; this reader does not
         self.index = index
         self.lexicon = lexicon
-        self.min_evidence = min_evidence
+        self.model = model
+        self.min_evidence = model.threshold if min_evidence is None else min_evidence  # None: the model's
         self.passages = passages
         self.max_sentences = max_sentences
         self._titled: dict[str, dict[tuple[str, str], Source]] = {}  # see titled_sources
@@ -344,6 +350,7 @@ class ExtractiveAnswerer:
                     similarity = rescale(dense, cross_lingual)
                     # Within a close call the better-retrieved passage wins.
                     prior = max(0.0, 1 - index / self.passages)
+                    features = (similarity, support)
                     result.append(
                         Candidate(
                             index,
@@ -353,7 +360,8 @@ class ExtractiveAnswerer:
                             dense,
                             support,
                             rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
-                            evidence=0.5 * similarity + 0.5 * support,
+                            evidence=self.model.probability(features),
+                            features=features,
                             source=source,
                         )
                     )

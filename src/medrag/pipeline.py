@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import filters, glossary, query
+from . import calibration, filters, glossary, query
 from .answering import Answerer, ExtractiveAnswerer
 from .conversation import standalone
 from .embedding import Embedder
@@ -49,7 +49,7 @@ class Options:
     rrf_k: int
     candidates: int
     dense_weight: float
-    min_evidence: float
+    min_evidence: float | None  # None: the evidence model's own threshold
     max_question_chars: int
     history_turns: int
     # Bounds on one question's cost: earlier messages, and characters of the question and those together.
@@ -66,6 +66,7 @@ class Pipeline:
         self.embedder = embedder
         self.options = options
         self.llm = llm
+        self.evidence_model = calibration.load()
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._vectors_lock = threading.Lock()
         # Questions are analysed here while the asking thread encodes them. That way round the analysis
@@ -141,7 +142,9 @@ class Pipeline:
             glossary.warm_up()
         options = self.options
         lexicon = Lexicon.of(index.documents.values())
-        answerer: Answerer = ExtractiveAnswerer(self.embedder, index, lexicon, min_evidence=options.min_evidence)
+        answerer: Answerer = ExtractiveAnswerer(
+            self.embedder, index, lexicon, model=self.evidence_model, min_evidence=options.min_evidence
+        )
         if self.llm is not None:
             answerer = GenerativeAnswerer(
                 answerer,
