@@ -14,6 +14,7 @@ paraphrased question can cover a Chinese sentence. docs/design.md gives every ru
 """
 
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -64,6 +65,8 @@ TITLED = {
 }
 # The credit a word gets when the text has a synonym of it rather than the word (a paraphrase).
 SYNONYM_CREDIT = 0.7
+# Passages whose sentences the reader keeps read (ExtractiveAnswerer.passage): about 2 MB of text.
+PASSAGES_KEPT = 4096
 
 
 class IndexReading(Protocol):
@@ -136,6 +139,55 @@ def matchable(term: Term) -> bool:
 
 
 @dataclass(frozen=True)
+class Sentence:
+    """A passage's sentence as the reader reads it before any question."""
+
+    start: int  # its offsets in its passage's text
+    end: int
+    text: str
+    normalized: str
+    named: frozenset[str]  # the entities it names
+    subject: str | None  # the model it opens with (after a "label：" and a date): what it is about
+    reference: bool  # a reference-list entry or a bare link: a source to cite, not an answer
+    language: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A passage as the reader reads it before any question: its headings and its sentences."""
+
+    context: str  # its headings, normalised and lower-cased
+    text: str  # its headings and text, normalised and lower-cased
+    around: frozenset[str]  # the entities its headings name
+    sentences: tuple[Sentence, ...]
+
+    @classmethod
+    def of(cls, chunk: Chunk, lexicon: Lexicon) -> "Passage":
+        context = normalize(" ".join(chunk.section)).lower()
+        sentences = []
+        for start, end in reader_sentences(chunk.text):
+            text = chunk.text[start:end]
+            normalized = normalize(text)
+            mentions = lexicon.find(normalized)
+            named = frozenset(m.name for m in mentions)
+            opening = subject(normalized, mentions)
+            sentences.append(
+                Sentence(
+                    start,
+                    end,
+                    text,
+                    normalized,
+                    named,
+                    opening if opening in models(named) else None,
+                    is_reference(chunk, text),
+                    language(text),
+                )
+            )
+        around = frozenset(lexicon.names(normalize(" > ".join(chunk.section))))
+        return cls(context, f"{context} {normalize(chunk.text).lower()}", around, tuple(sentences))
+
+
+@dataclass(frozen=True)
 class Candidate:
     hit_index: int
     text: str
@@ -171,6 +223,8 @@ class ExtractiveAnswerer:
         self.passages = passages
         self.max_sentences = max_sentences
         self._titled: dict[str, dict[tuple[str, str], Source]] = {}  # see titled_sources
+        self._passages: dict[str, Passage] = {}  # see passage
+        self._passages_lock = threading.Lock()
 
     def stream(
         self, question: Question, hits: list[Hit], query_vector: np.ndarray, *, incremental: bool = True
@@ -284,22 +338,17 @@ class ExtractiveAnswerer:
             zip(top, self.index.sentence_vectors([h.chunk for h in top]), strict=True)
         ):
             chunk = hit.chunk
-            heading = " > ".join(chunk.section)
-            context = normalize(" ".join(chunk.section)).lower()
-            passage = f"{context} {normalize(chunk.text).lower()}"
-            if any(figure not in passage for figure in figures):
+            read = self.passage(chunk)
+            if any(figure not in read.text for figure in figures):
                 continue
-            around = set(self.lexicon.names(normalize(heading)))
-            named_before: set[str] = set()  # the entities the sentence before names
-            for (start, end), vector in zip(reader_sentences(chunk.text), vectors, strict=True):
-                sentence = chunk.text[start:end]
-                normalized = normalize(sentence)
-                mentions = self.lexicon.find(normalized)
-                named_here = {m.name for m in mentions}
-                named, named_before = around | named_here | named_before, named_here
-                if is_reference(chunk, sentence):
+            context, passage = read.context, read.text
+            named_before: frozenset[str] = frozenset()  # the entities the sentence before names
+            for facts, vector in zip(read.sentences, vectors, strict=True):
+                start, sentence, normalized = facts.start, facts.text, facts.normalized
+                named, named_before = read.around | facts.named | named_before, facts.named
+                if facts.reference:
                     continue
-                if asked_models and subject(normalized, mentions) in models(named_here) - asked_models:
+                if asked_models and facts.subject is not None and facts.subject not in asked_models:
                     continue  # the sentence is about another model than the one asked about
                 # Asked for a figure or a date, and none here: whatever else it says, it does not answer. (A
                 # citation may close the paragraph instead of each sentence: for a source or a title, the
@@ -322,7 +371,7 @@ class ExtractiveAnswerer:
                     extra = set(self.lexicon.names(reading)) if source is not None else set()
                     if not asked <= named | extra:
                         continue
-                    cross_lingual = language(sentence) != asked_in
+                    cross_lingual = facts.language != asked_in
                     # Terms in the sentence itself count fully, terms only in its headings half; across
                     # languages the matchable terms are mostly names and translations, which headings
                     # carry too.
@@ -356,7 +405,7 @@ class ExtractiveAnswerer:
                             index,
                             sentence,
                             start,
-                            end,
+                            facts.end,
                             dense,
                             support,
                             rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
@@ -366,6 +415,18 @@ class ExtractiveAnswerer:
                         )
                     )
         return sorted(result, key=lambda c: -c.rank)
+
+    def passage(self, chunk: Chunk) -> "Passage":
+        """What the reader reads of a passage whatever the question, made once per index version (the
+        answerer lives as long as its version) for the PASSAGES_KEPT passages read last."""
+        read = self._passages.get(chunk.chunk_id)
+        if read is None:
+            read = Passage.of(chunk, self.lexicon)
+            with self._passages_lock:
+                self._passages[chunk.chunk_id] = read
+                while len(self._passages) > PASSAGES_KEPT:
+                    del self._passages[next(iter(self._passages))]
+        return read
 
     def unknown(self, query: Query) -> bool:
         """Whether the question names a model, organisation or acronym the corpus has no word for at all."""

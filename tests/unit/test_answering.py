@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from medrag import answering
 from medrag.query import question_terms
 from medrag.service import Service
 from medrag.settings import Settings
@@ -159,3 +160,16 @@ def test_a_count_of_things_is_not_answered_by_a_score(service):
     assert "6种" in service.ask("MMed-Llama 3支持几种语言？").answer.text
     # The report gives MMedBench's scores, not how many questions it has.
     assert not service.ask("MMedBench一共有多少道题？").answer.found
+
+
+def test_a_passage_is_read_once_per_version_and_only_the_last_ones_are_kept(service, monkeypatch):
+    reader = service.pipeline.snapshot().answerer
+    hits = service.search("MedGPT有多少参数？", k=5).hits
+    first = reader.passage(hits[0].chunk)
+    assert reader.passage(hits[0].chunk) is first
+    assert first == answering.Passage.of(hits[0].chunk, reader.lexicon)  # kept as it would be made anew
+    assert any("1000亿" in s.text for s in first.sentences)
+    monkeypatch.setattr(answering, "PASSAGES_KEPT", 2)
+    for hit in hits:
+        reader.passage(hit.chunk)
+    assert list(reader._passages) == [h.chunk.chunk_id for h in hits[-2:]]
