@@ -7,8 +7,7 @@ followed by an `[n]` marker bound to its passage. The evidence of the best sente
 to answer at all: below `min_evidence` the answer is `found: false`. Evidence is the probability,
 from a logistic model (`calibration`) over the sentence's similarity and how much of what the
 question asks about (its terms without the entities it names) the sentence itself holds, that its
-answer is right; `benchmarks/train_reader.py` fits it and chooses
-the threshold out of fold.
+answer is right; `benchmarks/train_reader.py` fits it and chooses the threshold out of fold.
 Words are also matched by their dictionary translations and synonyms (`glossary`), so an English or
 paraphrased question can cover a Chinese sentence. docs/design.md gives every rule and its reason.
 """
@@ -65,7 +64,7 @@ TITLED = {
 }
 # The credit a word gets when the text has a synonym of it rather than the word (a paraphrase).
 SYNONYM_CREDIT = 0.7
-# Passages whose sentences the reader keeps read (ExtractiveAnswerer.passage): about 2 MB of text.
+# How many passages the reader keeps as read (ExtractiveAnswerer.passage), a few kB each.
 PASSAGES_KEPT = 4096
 
 
@@ -416,9 +415,9 @@ class ExtractiveAnswerer:
                     )
         return sorted(result, key=lambda c: -c.rank)
 
-    def passage(self, chunk: Chunk) -> "Passage":
+    def passage(self, chunk: Chunk) -> Passage:
         """What the reader reads of a passage whatever the question, made once per index version (the
-        answerer lives as long as its version) for the PASSAGES_KEPT passages read last."""
+        answerer lives as long as its version); the last PASSAGES_KEPT passages made are kept."""
         read = self._passages.get(chunk.chunk_id)
         if read is None:
             read = Passage.of(chunk, self.lexicon)
