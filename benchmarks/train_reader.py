@@ -1,8 +1,8 @@
 """Fit the extractive reader's evidence model and choose its refusal threshold out of fold; plot both.
 
 The reader's evidence is the probability that its answer is right: a logistic model
-(`medrag.calibration`) over the features of the best sentence it finds (its similarity, its support
-and its coverage). Every question goes through the real pipeline (real model, real index, real
+(`medrag.calibration`) over the features of the best sentence it finds (`calibration.FEATURES`: its
+similarity and its support). Every question goes through the real pipeline (real model, real index, real
 retrieval, the reader's rules); what the model learns from is the best sentence's features, and
 whether the answer given from it would be right (for an unanswerable question, never).
 
