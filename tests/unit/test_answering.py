@@ -170,6 +170,7 @@ def test_a_passage_is_read_once_per_version_and_only_the_last_ones_are_kept(serv
     assert first == answering.Passage.of(hits[0].chunk, reader.lexicon)  # kept as it would be made anew
     assert any("1000亿" in s.text for s in first.sentences)
     monkeypatch.setattr(answering, "PASSAGES_KEPT", 2)
+    monkeypatch.setattr(reader, "_passages", {})  # earlier tests' passages out of the way
     for hit in hits:
         reader.passage(hit.chunk)
     assert list(reader._passages) == [h.chunk.chunk_id for h in hits[-2:]]
