@@ -19,7 +19,7 @@ from functools import cached_property
 
 import jieba.posseg as pseg
 
-from .chunking import HEADING, clean
+from .chunking import HEADING, SENTENCE_END, clean
 from .textnorm import normalize
 from .types import Document
 
@@ -39,6 +39,12 @@ LEADING = re.compile(r".*(?:相当于|覆盖|包括|由|与|和|及|在|于|为|
 # What follows a name in brackets is not an alias when it gives an example or a list.
 NOT_ALIAS = re.compile(r"^(?:如|例如|即|包括|e\.g\.)|[和与、,，]")
 URL = re.compile(r"https?://\S+")
+# A sentence naming one model and an organisation with one of these words says the organisation made
+# the model (由上海交通大学团队开发的MMed-Llama 3, MedGPT由…医联…正式发布).
+MAKING = re.compile(r"开发|研发|发布|推出|打造|developed|released|launched|built", re.IGNORECASE)
+# A model's name: Latin, with a digit or an inner capital (MedGPT, Med-PaLM 2), unlike Google Cloud.
+MODEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9 .\-]*")
+MODEL_MARK = re.compile(r"\d|[a-z][A-Z]")
 # Where people write a Latin name's parts together or apart: GPT-4, GPT 4 and gpt4 are one name.
 NAME_BREAK = re.compile(r"[-\s.]+|(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])")
 
@@ -46,6 +52,17 @@ NAME_BREAK = re.compile(r"[-\s.]+|(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])")
 def squashed(form: str) -> str:
     """A Latin name without the separators between its parts (lower case): med-palm 2 → medpalm2."""
     return "".join(NAME_BREAK.split(form.lower()))
+
+
+def is_model(name: str) -> bool:
+    """Whether an entity's name looks like a model's (MedGPT, Med-PaLM 2) rather than an organisation's."""
+    return bool(MODEL_NAME.fullmatch(name) and MODEL_MARK.search(name))
+
+
+def subsequence(short: str, long: str) -> bool:
+    """Whether the characters of `short` appear in `long` in order (交大 in 上海交通大学)."""
+    rest = iter(long)
+    return all(character in rest for character in short)
 
 
 def trimmed(name: str) -> str:
@@ -123,7 +140,9 @@ class Mention:
 class Lexicon:
     """All entities of an index version, for finding them in questions and sentences (normalised text)."""
 
-    def __init__(self, groups: list[tuple[str, ...]]):
+    def __init__(self, groups: list[tuple[str, ...]], texts: tuple[str, ...] = ()):
+        self.groups = groups
+        self.texts = texts  # the documents' text, for `makers`
         self.canonical: dict[str, str] = {}
         self.by_squashed: dict[str, str] = {}  # Latin forms written with or without separators
         for forms in groups:
@@ -134,8 +153,45 @@ class Lexicon:
 
     @classmethod
     def of(cls, documents) -> "Lexicon":
+        documents = list(documents)
         groups = [forms for document in documents for forms in (document.entities or extract(document))]
-        return cls(groups)
+        return cls(groups, tuple(document.text for document in documents))
+
+    @cached_property
+    def makers(self) -> dict[str, str]:
+        """Organisation (…大学, …公司, …团队, Google) → the one model the corpus says it made, for
+        questions that describe a model by its maker (交大的模型). One said to make several makes none.
+
+        Made at the first question that needs it, in one pass over the version's text.
+        """
+        made: dict[str, set[str]] = {}
+        for text in self.texts:
+            for sentence in SENTENCE_END.split(URL.sub(" ", normalize(clean(text)))):
+                if not MAKING.search(sentence):
+                    continue
+                names = self.names(sentence)
+                built = [name for name in names if is_model(name)]
+                if len(built) == 1:
+                    for name in names:
+                        if ORGANISATION.fullmatch(name) or (MODEL_NAME.fullmatch(name) and not is_model(name)):
+                            made.setdefault(name, set()).add(built[0])
+        return {maker: next(iter(models)) for maker, models in made.items() if len(models) == 1}
+
+    def abbreviated(self, short: str) -> str | None:
+        """The entity with a longer Chinese form holding `short`'s characters in order (交大 for
+        上海交通大学, 上海交大), or None when none or several unrelated ones do. Of nested ones
+        (上海交通大学 and 上海交大团队 within 上海交通大学团队) the longest stands for all."""
+        found = sorted(
+            {
+                self.canonical[form]
+                for form in self.canonical
+                if len(form) > len(short) and not MODEL_NAME.fullmatch(form) and subsequence(short, form)
+            },
+            key=len,
+        )
+        if not found or not all(subsequence(shorter, found[-1]) for shorter in found[:-1]):
+            return None
+        return found[-1]
 
     @cached_property
     def _pattern(self) -> re.Pattern | None:

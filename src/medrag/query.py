@@ -10,7 +10,7 @@ import jieba
 import jieba.posseg as pseg
 
 from . import glossary
-from .entities import LATIN_WORD, ORGANISATION, Lexicon, latin_names, trimmed
+from .entities import LATIN_WORD, ORGANISATION, Lexicon, is_model, latin_names, trimmed
 from .lexical import STOPWORDS, WORD
 from .textnorm import mainland, normalize, traditional
 from .types import Query
@@ -113,6 +113,8 @@ SOURCE_WORDS = frozenset(
     "媒体 报道 报导 报纸 刊物 期刊 杂志 网站 来源 出处 文献 文章 新闻 引用 标题 篇名 "
     "publication source outlet media article journal newspaper magazine website cited cite title headline".split()
 )
+# Words for a model: a question with one that names only an organisation describes the model it made.
+MODEL_WORDS = re.compile(r"模型|model|llm", re.IGNORECASE)
 # Words that ask rather than name, and that point at what was said.
 ASKING = re.compile(r"哪|什么|谁|几|多少|何")
 DEMONSTRATIVE = re.compile(r"这|那|该|此|本|其|每|各")
@@ -146,11 +148,22 @@ def analyse(text: str, lexicon: Lexicon | None = None) -> Query:
             # are left out: an English question's capitalised words are as often places: US, Taiwan.)
             *(word for word, _ in tagged if CJK_RUN.fullmatch(word) and glossary.organisation(word)),
         ]
+        # Abbreviations (jieba's tag j) of a name the corpus writes in full: 交大 for 上海交通大学团队.
+        abbreviations = [word for word, flag in tagged if flag == "j"]
         for name in dict.fromkeys(candidates):
             if ASKING.search(name):
                 continue  # "哪家公司" asks for a name, it gives none
             if not any(name.lower() in span or span in name.lower() for span in spans):
-                unknown.append(name)
+                full = lexicon.abbreviated(name) if any(word in name for word in abbreviations) else None
+                if full is None:
+                    unknown.append(name)
+                else:
+                    named.append(full)
+                    spans.append(name.lower())
+        # A model described by its maker and not named (交大的模型, Google's model): the model it made.
+        if MODEL_WORDS.search(normalized) and not any(is_model(name) for name in named):
+            named = [lexicon.makers.get(name, name) for name in named]
+        named = list(dict.fromkeys(named))
         covered = " ".join([*spans, *(n.lower() for n in named), *(n.lower() for n in unknown)])
     else:
         covered = " ".join(n.lower() for n in _names(normalized, tagged))

@@ -200,3 +200,43 @@ def test_a_question_in_taiwan_wording_is_read_in_mainland_words(lexicon):
     assert "医疗数据" in analyse("醫療資料怎麼保護？", lexicon).normalized
     assert "软件" in analyse("這個軟體是誰開發的？", lexicon).normalized
     assert analyse("医疗资料怎么保护？", lexicon).normalized == "医疗资料怎么保护?"  # Simplified stays as written
+
+
+@pytest.fixture(scope="module")
+def corpus_lexicon() -> Lexicon:
+    """The shipped corpus's entities with its text, which says who made which model."""
+    return Lexicon.of(corpus.load_paths([ROOT / "corpus"]))
+
+
+DESCRIBED = [
+    # (question, entities asked): a model described by its maker, in 简体, 繁體 and English.
+    ("交大团队做的那个多语种模型支持几种语言？", {"MMed-Llama 3"}),
+    ("上海交大的多語言模型有多少參數？", {"MMed-Llama 3"}),
+    ("Which model did Google build for the hospital?", {"MedLM"}),
+    # No word for a model: the organisation itself is asked about.
+    ("上海交通大学团队有多少人？", {"上海交通大学团队"}),
+    # A model named: the maker stays what it is.
+    ("交大的模型和GPT-4比怎么样", {"GPT-4", "上海交通大学团队"}),
+]
+
+
+@pytest.mark.parametrize("question, entities", DESCRIBED)
+def test_a_model_described_by_its_maker_is_the_model_asked(corpus_lexicon, question, entities):
+    query = analyse(question, corpus_lexicon)
+    assert set(query.entities) == entities
+    assert not query.unknown_names  # 交大 is the corpus's 上海交通大学团队, not a name it lacks
+
+
+def test_abbreviations_stand_for_the_one_name_they_shorten(corpus_lexicon):
+    assert corpus_lexicon.abbreviated("交大") == "上海交通大学团队"  # nested forms: the longest
+    assert corpus_lexicon.abbreviated("华西") == "四川大学华西医院"
+    assert corpus_lexicon.abbreviated("医院") is None  # in several unrelated names
+
+
+def test_a_maker_of_several_models_makes_none():
+    texts = (
+        "甲乙公司开发了AlphaNet1。甲乙公司还发布了BetaNet2。",
+        "丙丁大学研发的GammaNet3很快。丙丁大学与甲乙公司合作。",
+    )
+    groups = [("甲乙公司",), ("丙丁大学",), ("AlphaNet1",), ("BetaNet2",), ("GammaNet3",)]
+    assert Lexicon(groups, texts).makers == {"丙丁大学": "GammaNet3"}
