@@ -23,7 +23,7 @@ import numpy as np
 from .calibration import EvidenceModel
 from .chunking import reader_sentences
 from .embedding import Embedder
-from .entities import Lexicon, Mention
+from .entities import Lexicon, Mention, is_model
 from .glossary import organisation, synonyms, translations
 from .lexical import idf
 from .query import CITATION, CJK_RUN, asks_source, holds, holds_count, language
@@ -46,7 +46,6 @@ SPECIFIC_NAME = re.compile(r"\d|[a-z][A-Z]|[\u3400-\u9fff]")
 # An acronym (FDA, WHO): in a Chinese question it is written as the corpus would write it, so a
 # corpus without it does not cover what is asked. (In an English one it may be a translation: US.)
 ACRONYM = re.compile(r"[A-Z]{2,6}")
-MODEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9 .\-]*")
 # What a sentence may open with before its subject: a list marker, a "label：", a date ("2023年12月，").
 SUBJECT_OPENING = re.compile(
     r"^\s*(?:(?:[-*]|\d+[.、)])\s*)?(?:[^：:，,。]{1,12}[：:])?\s*(?:\d{4}年(?:\d{1,2}月)?(?:\d{1,2}日)?[，,]?)?"
@@ -503,7 +502,7 @@ def models(names: Iterable[str]) -> set[str]:
     A sentence that opens with another model is about that model; one that opens with an organisation
     (医联, Google) may still be about the model its heading names.
     """
-    return {name for name in names if MODEL_NAME.fullmatch(name) and SPECIFIC_NAME.search(name)}
+    return {name for name in names if is_model(name)}
 
 
 def is_reference(chunk: Chunk, sentence: str) -> bool:

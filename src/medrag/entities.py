@@ -141,7 +141,6 @@ class Lexicon:
     """All entities of an index version, for finding them in questions and sentences (normalised text)."""
 
     def __init__(self, groups: list[tuple[str, ...]], texts: tuple[str, ...] = ()):
-        self.groups = groups
         self.texts = texts  # the documents' text, for `makers`
         self.canonical: dict[str, str] = {}
         self.by_squashed: dict[str, str] = {}  # Latin forms written with or without separators
