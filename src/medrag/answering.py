@@ -191,8 +191,6 @@ class Candidate:
     text: str
     start: int  # the sentence's offsets in its passage's text
     end: int
-    dense: float
-    support: float  # the coverage the evidence counts: of the attribute asked, by the sentence (see candidates)
     rank: float
     evidence: float  # the evidence model's probability over `features`
     features: tuple[float, ...]  # in the order of calibration.FEATURES
@@ -404,8 +402,6 @@ class ExtractiveAnswerer:
                             sentence,
                             start,
                             facts.end,
-                            dense,
-                            support,
                             rank=0.45 * similarity + 0.45 * local + 0.1 * prior,
                             evidence=self.model.probability(features),
                             features=features,
