@@ -1,16 +1,22 @@
-"""A damaged index through a real `medrag serve`: it serves the newest whole version, degraded, loses nothing.
+"""A damaged index: it serves the newest whole version, degraded, loses nothing.
 
-Each case damages a copy of one index (a small corpus built by the server, plus a document added over
-HTTP), starts a server on it, asks a question of every document the version served should hold, and
-ends with `medrag repair`, after which /healthz says `ok` again.
+Each case damages a copy of one index (a small corpus built by a real server, plus a document added
+over HTTP), asks a question of every document the version served should hold, and ends with
+`medrag repair`, after which the index is whole again. Every case runs through the real pipeline
+and model in this process; one case of each kind of damage also runs through a real `medrag serve`,
+whose /healthz and log are checked too. (A server for each of the 35 cases cost 90 s of the suite.)
 """
 
 import shutil
+from dataclasses import fields
 
 import httpx
 import pytest
 
 from medrag import cli
+from medrag.pipeline import Options, Pipeline
+from medrag.settings import Settings
+from medrag.stores import FaissStore
 from tests import http_jobs
 
 from ..conftest import Server
@@ -30,7 +36,16 @@ QUESTIONS = {
     "heron.md": ("苍鹭问诊系统由哪家医院上线？", "东山医院"),
     "added": ("雪豹康复机器人由哪家医院研制？", "西岭康复医院"),
 }
-FILES = ["manifest.json", "vectors.faiss", "chunks.jsonl", "documents.jsonl", "bm25_counts.npz", "bm25_terms.txt"]
+FILES = [
+    "manifest.json",
+    "vectors.faiss",
+    "chunks.jsonl",
+    "documents.jsonl",
+    "bm25_counts.npz",
+    "bm25_terms.txt",
+    "sentences.npy",
+    "sentence_rows.npy",
+]
 
 
 def damage_file(path, how: str) -> None:
@@ -53,6 +68,8 @@ CASES += [
     ("current-dangling", None, "dangling"),
 ]
 CASES += [("live-folder-deleted", None, "folder")]
+# Through a real server: a damaged file, a pointer naming no version, and the live folder gone.
+SERVED_CASES = ["vectors.faiss-garbled", "chunks.jsonl-truncated", "current-dangling", "live-folder-deleted"]
 
 
 def finish(http: httpx.Client, response: httpx.Response) -> dict:
@@ -81,8 +98,8 @@ def built(tmp_path_factory):
     return {"index": index_dir, "corpus": corpus_dir, "older": first, "live": job["version"], "added": added}
 
 
-@pytest.mark.parametrize(("name", "how"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
-def test_a_damaged_index_is_served_from_the_newest_whole_version(built, tmp_path, monkeypatch, capsys, name, how):
+def damaged_copy(built, tmp_path, name, how):
+    """A copy of the built index with one kind of damage; the version it should serve, and its versions."""
     index_dir = tmp_path / "index"
     shutil.copytree(built["index"], index_dir)
     live = index_dir / built["live"]
@@ -99,8 +116,56 @@ def test_a_damaged_index_is_served_from_the_newest_whole_version(built, tmp_path
         shutil.rmtree(live)
     # The live version whole (only CURRENT damaged): it is served with the added document.
     served = built["live"] if name is None and how != "folder" else built["older"]
-    versions = sorted(p.name for p in index_dir.glob("v-*"))
+    return index_dir, served, sorted(p.name for p in index_dir.glob("v-*"))
 
+
+def expected_documents(built, served) -> set[str]:
+    return {"whale.md", "heron.md"} | ({"added"} if served == built["live"] else set())
+
+
+def repair(index_dir, served, monkeypatch, capsys) -> None:
+    """`medrag repair` run in this process (a child would spend most of its time importing)."""
+    monkeypatch.setenv("MEDRAG_INDEX_DIR", str(index_dir))
+    assert cli.main(["repair"]) == 0
+    assert f"live version: {served}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "how"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+def test_a_damaged_index_is_served_from_the_newest_whole_version(
+    built, real_embedder, tmp_path, monkeypatch, capsys, name, how
+):
+    index_dir, served, versions = damaged_copy(built, tmp_path, name, how)
+    settings = Settings()
+    options = Options(**{f.name: getattr(settings, f.name) for f in fields(Options)})
+    pipeline = Pipeline(FaissStore(index_dir), real_embedder, options)
+    try:
+        snapshot = pipeline.snapshot()
+        assert snapshot.index.version == served
+        assert pipeline.degraded is not None and "medrag repair" in pipeline.degraded
+        documents = snapshot.index.documents
+        assert len(documents) == len(expected_documents(built, served))
+        if served == built["live"]:
+            assert built["added"] in documents
+        for key in expected_documents(built, served):
+            question, answer = QUESTIONS[key]
+            *_, reply = pipeline.stream(snapshot, question, None, "hybrid", (), incremental=False)
+            assert reply.found and answer in reply.text, (key, reply)
+        assert sorted(p.name for p in index_dir.glob("v-*")) == versions  # nothing pruned
+        repair(index_dir, served, monkeypatch, capsys)
+        assert pipeline.snapshot().index.version == served and pipeline.degraded is None
+    finally:
+        pipeline.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "how"),
+    [case[1:] for case in CASES if case[0] in SERVED_CASES],
+    ids=[case[0] for case in CASES if case[0] in SERVED_CASES],
+)
+def test_a_real_server_on_a_damaged_index_says_degraded_answers_and_is_repaired(
+    built, tmp_path, monkeypatch, capsys, name, how
+):
+    index_dir, served, versions = damaged_copy(built, tmp_path, name, how)
     server = Server(index_dir, corpus_dir=built["corpus"]).wait()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -108,20 +173,15 @@ def test_a_damaged_index_is_served_from_the_newest_whole_version(built, tmp_path
             assert health["status"] == "degraded", health
             assert health["index"]["version"] == served and "medrag repair" in health["detail"]
             documents = {d["doc_id"]: d for d in http.get("/documents").json()}
-            expected = {"whale.md", "heron.md"} | ({"added"} if served == built["live"] else set())
-            assert len(documents) == len(expected)
-            for key in expected:
+            assert len(documents) == len(expected_documents(built, served))
+            for key in expected_documents(built, served):
                 question, answer = QUESTIONS[key]
                 reply = http.post("/ask", json={"question": question}).json()
                 assert reply["found"] and answer in reply["answer"], (key, reply)
             if served == built["live"]:
                 assert built["added"] in documents
             assert sorted(p.name for p in index_dir.glob("v-*")) == versions  # nothing pruned
-
-            # `medrag repair` run in this process (a child would spend most of its time importing).
-            monkeypatch.setenv("MEDRAG_INDEX_DIR", str(index_dir))
-            assert cli.main(["repair"]) == 0
-            assert f"live version: {served}" in capsys.readouterr().err
+            repair(index_dir, served, monkeypatch, capsys)
             assert http.get("/healthz").json()["status"] == "ok"
     finally:
         server.stop()

@@ -1,13 +1,37 @@
-"""Knowledge bases on the command line: `medrag kb list|create|delete` and `--kb` on the other commands."""
+"""Knowledge bases on the command line: `medrag kb list|create|delete` and `--kb` on the other commands.
+
+The commands run through `cli.main` in this process: a child for each would spend most of its 1.5 s
+importing. tests/cli/test_cli.py runs `python -m medrag.cli` itself.
+"""
+
+from types import SimpleNamespace
 
 import pytest
 
-from .test_cli import medrag
+from medrag import cli
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_knowledge_base_is_created_filled_asked_checked_and_deleted_from_the_command_line(tmp_path):
+@pytest.fixture
+def medrag(monkeypatch, capsys):
+    """Run one command with the environment given; its exit code and what it printed."""
+
+    def run(*args: str, env: dict[str, str]) -> SimpleNamespace:
+        with monkeypatch.context() as patched:
+            for name, value in env.items():
+                patched.setenv(name, value)
+            try:
+                code = cli.main(list(args))
+            except SystemExit as exiting:  # argparse's usage errors
+                code = exiting.code
+        printed = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=printed.out, stderr=printed.err)
+
+    return run
+
+
+def test_a_knowledge_base_is_created_filled_asked_checked_and_deleted_from_the_command_line(tmp_path, medrag):
     env = {"MEDRAG_INDEX_DIR": str(tmp_path / "index")}
     heart = tmp_path / "heart.md"
     heart.write_text("# 心脏\n\n心脏每分钟大约跳动七十次，把血液送往全身。\n", encoding="utf-8")

@@ -162,9 +162,12 @@ def test_every_knowledge_base_is_migrated_and_seen_by_every_replica(replicas, mi
     assert answer["found"] is True and "七点半" in answer["answer"], answer
     from pymilvus import MilvusClient
 
-    # A connection of its own: pymilvus shares one per URI, and this process's earlier one has sat idle
-    # while the servers worked; recovering it failed once in CI ("Too many pings" from milvus-lite).
-    client = MilvusClient(uri=milvus_env["MEDRAG_MILVUS_URI"], dedicated=True)
+    # A connection of its own, down to the TCP socket. pymilvus shares one client per URI, and gRPC
+    # shares sockets between channels with the same options; this process's earlier socket has sat
+    # idle while the servers worked, and milvus-lite closed it mid-call in CI ("too_many_pings"), twice.
+    client = MilvusClient(
+        uri=milvus_env["MEDRAG_MILVUS_URI"], dedicated=True, grpc_options={"grpc.use_local_subchannel_pool": 1}
+    )
     aliases = client.list_aliases().get("aliases", [])
     name = milvus_env["MEDRAG_MILVUS_COLLECTION"]
     assert {name, f"{name}_kb_wards", f"{name}_kb_night_1shift"} <= set(aliases)
