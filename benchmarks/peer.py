@@ -19,6 +19,7 @@ work in process, and (`--workers`) N `medrag serve` processes against one proces
 """
 
 import argparse
+import http.client
 import itertools
 import json
 import os
@@ -33,6 +34,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -210,27 +212,42 @@ def memory_mib(process: subprocess.Popen) -> dict:
 
 
 def drive(url: str, texts: list[str], clients: int, requests: int) -> tuple[list[float], float, list[dict]]:
-    """`requests` POST /ask from `clients` keep-alive clients: the latencies, the wall time and the bodies."""
+    """`requests` POST /ask from `clients` keep-alive clients: the latencies, the wall time and the bodies.
+
+    The clients are `http.client` connections, and the bodies are parsed after the level: the driver
+    shares the cores with the servers, and every millisecond it spends is taken from them. httpx
+    cost 2.4-2.9 ms of CPU per request here (8 clients), which held both servers ~7 % below what they
+    reach against this driver (0.36 ms per request).
+    """
+    address = urlsplit(url)
     order = itertools.count()
     latencies: list[float] = []
-    bodies: list[dict] = []
+    raw: list[bytes] = []
     lock = threading.Lock()
 
     def client_loop(_: int) -> None:
-        with httpx.Client(base_url=url, timeout=120) as client:
+        connection = http.client.HTTPConnection(address.hostname, address.port, timeout=120)
+        try:
             while (i := next(order)) < requests:
+                body = json.dumps({"question": texts[i % len(texts)]}).encode()
                 started = time.perf_counter()
-                response = client.post("/ask", json={"question": texts[i % len(texts)]})
+                connection.request("POST", "/ask", body, {"content-type": "application/json"})
+                response = connection.getresponse()
+                data = response.read()
                 elapsed = (time.perf_counter() - started) * 1000
-                response.raise_for_status()
+                if response.status != 200:
+                    raise RuntimeError(f"{url}/ask answered {response.status}: {data[:200]!r}")
                 with lock:
                     latencies.append(elapsed)
-                    bodies.append(response.json())
+                    raw.append(data)
+        finally:
+            connection.close()
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(client_loop, range(clients)))
-    return latencies, time.perf_counter() - started, bodies
+    wall = time.perf_counter() - started
+    return latencies, wall, [json.loads(data) for data in raw]
 
 
 def side_by_side(urls: dict[str, str], texts: list[str], clients: int, requests: int, rounds: int) -> dict:
