@@ -2,7 +2,7 @@
 
 The reader's evidence is the probability that its answer is right: a logistic model
 (`medrag.calibration`) over the features of the best sentence it finds (`calibration.FEATURES`: its
-similarity and its support). Every question goes through the real pipeline (real model, real index, real
+similarity, its support and how distinct it is from the other sentences read). Every question goes through the real pipeline (real model, real index, real
 retrieval, the reader's rules); what the model learns from is the best sentence's features, and
 whether the answer given from it would be right (for an unanswerable question, never).
 
@@ -11,6 +11,9 @@ Training data, none of it evaluation questions:
   Questions whose own answer is indexed are answerable, and right when the best sentence is from that
   answer; questions whose answer is not indexed are unanswerable. (Labels are noisy: another doctor's
   answer often answers a question too, which only makes the model more cautious.)
+- off-topic: OFFTOPIC_QUESTIONS other Toyhom patient questions over the report's index, unanswerable
+  by construction (the report is about language models, not patients' complaints). Without them the
+  model never sees a question that nothing in the corpus is about.
 - mechanical: questions built from the report's headings and its `- **attribute**：value` lines
   ("MedGPT的病种覆盖率是多少？", six wordings each), and the same questions asked of each other model
   whose section and sentences never state that attribute (unanswerable by construction).
@@ -64,6 +67,7 @@ REPEATS = 30
 L2 = 1.0
 TOYHOM_DOCUMENTS = 300
 TOYHOM_QUESTIONS = 150  # of each kind: answer indexed, answer not indexed
+OFFTOPIC_QUESTIONS = 100
 GRID = np.round(np.arange(0.02, 0.98001, 0.005), 3)
 # For a medical service a confident wrong answer is the worst outcome: choosing the threshold, one
 # costs as much as two refusals of answerable questions. (Until 2026-12-02 the threshold maximised the
@@ -185,6 +189,13 @@ def toyhom_questions(data: Path, corpus: Path, rng: random.Random) -> list[dict]
     return items
 
 
+def offtopic_questions(data: Path, taken: set[str], rng: random.Random) -> list[dict]:
+    """OFFTOPIC_QUESTIONS Toyhom patient questions not in `taken`, to ask of the report: unanswerable."""
+    with (data / "neike_5000-6000.csv").open(encoding="utf-8", newline="") as handle:
+        titles = sorted({row["title"].strip() for row in csv.DictReader(handle) if row["title"].strip()} - taken)
+    return [{"question": title, "answerable": False} for title in rng.sample(titles, OFFTOPIC_QUESTIONS)]
+
+
 def fit(sets: list[Examples]) -> tuple[np.ndarray, float]:
     """Logistic regression over the questions that have a sentence, each set weighing the same; returns
     the weights and bias on the unstandardised features."""
@@ -222,7 +233,7 @@ def figures(examples: Examples, evidence: np.ndarray, threshold: float) -> tuple
     """Answer accuracy (answered and right) and refusal accuracy at this threshold."""
     answered = examples.has & (evidence >= threshold)
     return (
-        float((answered & examples.right)[examples.answerable].mean()),
+        float((answered & examples.right)[examples.answerable].mean()) if examples.answerable.any() else None,
         float((~answered)[~examples.answerable].mean()),
     )
 
@@ -291,16 +302,16 @@ def cross_validate(sets: dict[str, Examples], rng: random.Random) -> dict:
         for kind in tables:
             for name, s in sets.items():
                 answered = replies[kind][name]
-                tables[kind][name].append(
-                    ((answered & s.right)[s.answerable].mean(), (~answered)[~s.answerable].mean())
-                )
+                right = (answered & s.right)[s.answerable].mean() if s.answerable.any() else np.nan
+                tables[kind][name].append((right, (~answered)[~s.answerable].mean()))
     summary: dict = {}
     for kind, per_set in tables.items():
         for name, rows in per_set.items():
             table = np.array(rows)
+            answers = table[:, 0] if not np.isnan(table[:, 0]).all() else None  # none answerable
             summary.setdefault(kind, {})[name] = {
-                "answer": round(float(table[:, 0].mean()), 3),
-                "answer_sd": round(float(table[:, 0].std()), 3),
+                "answer": None if answers is None else round(float(answers.mean()), 3),
+                "answer_sd": None if answers is None else round(float(answers.std()), 3),
                 "refusal": round(float(table[:, 1].mean()), 3),
                 "refusal_sd": round(float(table[:, 1].std()), 3),
             }
@@ -379,16 +390,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         toyhom = toyhom_questions(args.toyhom, scratch / "toyhom", rng)
+        offtopic = offtopic_questions(args.toyhom, {item["question"] for item in toyhom}, rng)
         sets = {
             "development": collect(ROOT / "corpus", scratch / "index", development_half(args.questions)),
             "mechanical": collect(ROOT / "corpus", scratch / "index", attribute_questions(report)),
             "toyhom": collect(scratch / "toyhom", scratch / "toyhom-index", toyhom),
+            "off-topic": collect(ROOT / "corpus", scratch / "index", offtopic),
         }
-    others = [sets["mechanical"], sets["toyhom"]]
+    others = [sets[name] for name in sets if name != "development"]
     model = fit(list(sets.values()))
     oof = {"development": out_of_fold(sets["development"], others, rng)}
     threshold = choose(sets["development"], oof["development"])
-    for name in ("mechanical", "toyhom"):  # each from a model that did not train on that set's fold
+    for name in [name for name in sets if name != "development"]:  # each from a model that did not train on that set's fold
         s, fold, result = sets[name], folds(sets[name].answerable, rng), np.zeros(len(sets[name]))
         for k in range(FOLDS):
             rest = [sets[n] for n in sets if n != name]

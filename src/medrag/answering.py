@@ -329,12 +329,19 @@ class ExtractiveAnswerer:
         # question names (by a name of theirs in it) narrow the articles to theirs.
         top = hits if kind == "title" else hits[: self.passages]
         named_sources = self.named_sources(query, top) if kind == "title" else []
+        read_all = [self.passage(hit.chunk) for hit in top]
+        vectors_all = self.index.sentence_vectors([h.chunk for h in top])
+        # Every sentence read (references aside) on its band, whatever the filters below say of it: the
+        # sentence about another model that a question swapped the model of is among them.
+        bands: dict[str, float] = {}
+        for read, vectors in zip(read_all, vectors_all, strict=True):
+            for facts, vector in zip(read.sentences, vectors, strict=True):
+                if not facts.reference:
+                    value = band(float(vector @ query_vector), facts.language != asked_in)
+                    bands[facts.text] = max(value, bands.get(facts.text, value))
         result = []
-        for index, (hit, vectors) in enumerate(
-            zip(top, self.index.sentence_vectors([h.chunk for h in top]), strict=True)
-        ):
+        for index, (hit, read, vectors) in enumerate(zip(top, read_all, vectors_all, strict=True)):
             chunk = hit.chunk
-            read = self.passage(chunk)
             if any(figure not in read.text for figure in figures):
                 continue
             context, passage = read.context, read.text
@@ -393,9 +400,14 @@ class ExtractiveAnswerer:
                         support = self.coverage(terms, passage, cross_lingual)
                     dense = float(vector @ query_vector)
                     similarity = rescale(dense, cross_lingual)
+                    if similarity == 0.0:
+                        continue  # at or below the band of unrelated text: whatever words match, no answer
+                    # Not against itself: the same sentence in an overlapping passage, or cut short at its edge.
+                    others = (v for t, v in bands.items() if t not in sentence and sentence not in t)
+                    margin = distinct(band(dense, cross_lingual), others)
                     # Within a close call the better-retrieved passage wins.
                     prior = max(0.0, 1 - index / self.passages)
-                    features = (similarity, support)
+                    features = (similarity, support, margin)
                     result.append(
                         Candidate(
                             index,
@@ -408,7 +420,7 @@ class ExtractiveAnswerer:
                             source=source,
                         )
                     )
-        return sorted(result, key=lambda c: -c.rank)
+        return sorted(result, key=lambda c: (-c.evidence, -c.rank))
 
     def passage(self, chunk: Chunk) -> Passage:
         """What the reader reads of a passage whatever the question, made once per index version (the
@@ -524,11 +536,30 @@ def pieces(text: str) -> list[str]:
     return [piece for piece in re.split(r"(?<=\[\d\])|(?<=\[\d\d\])", text) if piece]
 
 
-def rescale(cosine: float, cross_lingual: bool) -> float:
-    """Map an e5 cosine to [0, 1].
+def band(cosine: float, cross_lingual: bool) -> float:
+    """An e5 cosine on the scale of its band: 0 at unrelated text, 1 at a direct answer (unclipped).
 
     e5 cosines live in a narrow band: unrelated text scores about 0.75-0.80 and a direct answer
     about 0.90-0.93 in the same language; across languages the whole band sits about 0.06 lower.
     """
     low, high = (0.74, 0.86) if cross_lingual else (0.80, 0.93)
-    return min(1.0, max(0.0, (cosine - low) / (high - low)))
+    return (cosine - low) / (high - low)
+
+
+def rescale(cosine: float, cross_lingual: bool) -> float:
+    """Map an e5 cosine to [0, 1] (its `band`, clipped)."""
+    return min(1.0, max(0.0, band(cosine, cross_lingual)))
+
+
+def distinct(own: float, others: Iterable[float]) -> float:
+    """How far a sentence's `band` stands above the best of the other sentences read, in [-1, 1].
+
+    A sentence chosen because it names the entity asked about, while the question asks something the
+    passages do not say, is seldom closer to the question than the sentences around it; the sentence
+    that answers usually is (the margin between the best and the second-best reading, as readers that
+    may answer "no answer" use it). Bands count from 0 up (below it everything is unrelated text, and
+    its differences are noise) and are not capped above (two sentences that both reach 1 still
+    differ). With no other sentence read, it stands above unrelated text (0) by its own band.
+    """
+    best_other = max(others, default=0.0)
+    return max(-1.0, min(1.0, max(0.0, own) - max(0.0, best_other)))

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-# What the reader measures of a sentence (answering.ExtractiveAnswerer.candidates), each in [0, 1]:
+# What the reader measures of a sentence (answering.ExtractiveAnswerer.candidates):
 # - similarity: the cosine of the sentence's vector (with its headings) to the question's, mapped from
 #   e5's narrow band for the pair's languages (answering.rescale);
-# - support: the share of what the question asks about (its terms without its entities) the sentence holds.
+# - support: the share of what the question asks about (its terms without its entities) the sentence holds;
+# - distinct: how far the sentence's cosine (on its band) stands above every other sentence read of the
+#   top passages, those the rules set aside included, in [-1, 1] (answering.distinct).
 # Tried and left out (docs/design.md): the coverage of all the question's terms, the raw cosine with a
-# per-language term instead of the mapped one, and the passage's retrieval rank.
-FEATURES = ("similarity", "support")
+# per-language term instead of the mapped one, the passage's retrieval rank, and the coverage of the
+# question's heaviest noun.
+FEATURES = ("similarity", "support", "distinct")
 MODEL_FILE = "reader_model.json"
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from medrag import calibration
-from medrag.answering import ExtractiveAnswerer
+from medrag.answering import ExtractiveAnswerer, distinct
 
 
 def test_the_shipped_model_weighs_every_feature_and_a_probability_threshold():
@@ -14,14 +14,31 @@ def test_the_shipped_model_weighs_every_feature_and_a_probability_threshold():
     assert 0.0 < model.threshold < 1.0
 
 
-def test_evidence_rises_with_similarity_and_with_support():
+def test_evidence_rises_with_similarity_support_and_distinctness():
     model = calibration.load()
-    low, high = (0.2, 0.0), (0.9, 1.0)
+    low, high = (0.2, 0.0, 0.0), (0.9, 1.0, 0.3)
     assert 0.0 < model.probability(low) < model.threshold < model.probability(high) < 1.0
-    for feature in (0, 1):  # similarity, support: more of either is more evidence, all else equal
+    for feature in range(len(calibration.FEATURES)):  # more of any is more evidence, all else equal
         more = list(low)
         more[feature] += 0.5
         assert model.probability(more) > model.probability(low), calibration.FEATURES[feature]
+
+
+def test_a_sentence_no_closer_than_the_others_read_is_weak_evidence():
+    # The same similarity and no support: standing 0.3 of the band above every other sentence read, or
+    # level with one of them (the sentence naming the model asked, where another model's sentence
+    # holds the attribute asked).
+    model = calibration.load()
+    assert model.probability((0.6, 0.0, 0.3)) >= model.threshold > model.probability((0.6, 0.0, 0.0))
+
+
+def test_distinct_is_the_margin_over_the_best_other_sentence_within_its_bounds():
+    assert distinct(0.9, [0.4, 0.7]) == pytest.approx(0.2)
+    assert distinct(0.5, [0.8]) == pytest.approx(-0.3)
+    assert distinct(3.0, [0.5]) == 1.0 and distinct(0.2, [3.0]) == -1.0
+    assert distinct(1.3, [1.1]) == pytest.approx(0.2)  # above a direct answer's cosine, still apart
+    assert distinct(-0.5, [-3.0]) == 0.0  # among unrelated sentences, none stands out
+    assert distinct(0.5, []) == 0.5 and distinct(-0.4, []) == 0.0  # nothing else read: against unrelated text
 
 
 def test_a_model_of_other_features_is_refused(tmp_path):
