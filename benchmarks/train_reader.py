@@ -2,8 +2,8 @@
 
 The reader's evidence is the probability that its answer is right: a logistic model
 (`medrag.calibration`) over the features of the best sentence it finds (`calibration.FEATURES`: its
-similarity, its support and how distinct it is from the other sentences read). Every question goes through the real pipeline (real model, real index, real
-retrieval, the reader's rules); what the model learns from is the best sentence's features, and
+similarity, its support and how distinct it is from the other sentences read). Every question goes
+through the real pipeline (real model, real index, real retrieval, the reader's rules); what the model learns from is the best sentence's features, and
 whether the answer given from it would be right (for an unanswerable question, never).
 
 Training data, none of it evaluation questions:
@@ -401,7 +401,8 @@ def main() -> None:
     model = fit(list(sets.values()))
     oof = {"development": out_of_fold(sets["development"], others, rng)}
     threshold = choose(sets["development"], oof["development"])
-    for name in [name for name in sets if name != "development"]:  # each from a model that did not train on that set's fold
+    # Each from a model that did not train on that set's fold.
+    for name in [name for name in sets if name != "development"]:
         s, fold, result = sets[name], folds(sets[name].answerable, rng), np.zeros(len(sets[name]))
         for k in range(FOLDS):
             rest = [sets[n] for n in sets if n != name]
