@@ -3,8 +3,9 @@
 The reader's evidence is the probability that its answer is right: a logistic model
 (`medrag.calibration`) over the features of the best sentence it finds (`calibration.FEATURES`: its
 similarity, its support and how distinct it is from the other sentences read). Every question goes
-through the real pipeline (real model, real index, real retrieval, the reader's rules); what the model learns from is the best sentence's features, and
-whether the answer given from it would be right (for an unanswerable question, never).
+through the real pipeline (real model, real index, real retrieval, the reader's rules); what the model
+learns from is the best sentence's features, and whether the answer given from it would be right (for
+an unanswerable question, never).
 
 Training data, none of it evaluation questions:
 - toyhom: Toyhom patient questions (`title`) over an index of TOYHOM_DOCUMENTS doctors' answers.
