@@ -6,7 +6,7 @@ checkout's `src/`, e.g. the commit the reader issue was measured at) and one wit
 with the question-vector cache off — and asks every question of the public set, of both halves of
 tests/data/reader_dev.jsonl and of the team's probes (tests/data/reader_probes.jsonl: `group` "guided"
 were read while the reader was changed, "after" were written once the changes were done and not tuned
-on) and of the held-back sets (tests/data/reader_held2.jsonl to reader_held5.jsonl, each written by an
+on) and of the held-back sets (tests/data/reader_held2.jsonl to reader_held6.jsonl, each written by an
 engineer apart before a round of reader changes, on 2026-12-02) of both,
 alternating between them question by question, so both see the same machine. Scores each set with
 `medrag.evaluation`, splits the sets by language, and reports each server's /ask p50 and p95 over all
@@ -15,7 +15,7 @@ questions.
     .venv/bin/python benchmarks/reader_http.py --before /tmp/old/src
 
 Writes benchmarks/results/reader_http.json. The held-back sets are for the final measurement: their
-misses (question and answer) are written only with `--final`, and the newest set (5) is asked only then.
+misses (question and answer) are written only with `--final`, and the newest set (6) is asked only then.
 """
 
 import argparse
@@ -38,7 +38,8 @@ HELD2 = "held-back set 2"
 HELD3 = "held-back set 3"
 HELD4 = "held-back set 4"
 HELD5 = "held-back set 5"
-HELD = ("held half", HELD2, HELD3, HELD4, HELD5)
+HELD6 = "held-back set 6"
+HELD = ("held half", HELD2, HELD3, HELD4, HELD5, HELD6)
 
 
 def sets(final: bool) -> dict[str, list[dict]]:
@@ -54,9 +55,10 @@ def sets(final: bool) -> dict[str, list[dict]]:
         HELD2: load_questions(DATA / "reader_held2.jsonl"),
         HELD3: load_questions(DATA / "reader_held3.jsonl"),
         HELD4: load_questions(DATA / "reader_held4.jsonl"),
+        HELD5: load_questions(DATA / "reader_held5.jsonl"),
     }
     if final:
-        chosen[HELD5] = load_questions(DATA / "reader_held5.jsonl")
+        chosen[HELD6] = load_questions(DATA / "reader_held6.jsonl")
     return chosen
 
 
@@ -75,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, required=True, help="an earlier checkout's src/")
     parser.add_argument("--before-label", default="before")
-    parser.add_argument("--final", action="store_true", help="also ask held-back set 5; list the held sets' misses")
+    parser.add_argument("--final", action="store_true", help="also ask held-back set 6; list the held sets' misses")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "reader_http.json")
     args = parser.parse_args()
     servers = {}
