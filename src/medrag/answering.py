@@ -5,9 +5,10 @@ of its embedding (with its heading for context) to the question's, and by how mu
 question's weight (BM25 idf) it covers. The best one or two sentences become the answer, each
 followed by an `[n]` marker bound to its passage. The evidence of the best sentence decides whether
 to answer at all: below `min_evidence` the answer is `found: false`. Evidence is the probability,
-from a logistic model (`calibration`) over the sentence's similarity and how much of what the
-question asks about (its terms without the entities it names) the sentence itself holds, that its
-answer is right; `benchmarks/train_reader.py` fits it and chooses the threshold out of fold.
+from a logistic model (`calibration`) over the sentence's similarity, how much of what the question
+asks about (its terms without the entities it names) the sentence itself holds, and how far it stands
+above every other sentence read (`distinct`), that its answer is right; `benchmarks/train_reader.py`
+fits it and chooses the threshold out of fold.
 Words are also matched by their dictionary translations and synonyms (`glossary`), so an English or
 paraphrased question can cover a Chinese sentence. docs/design.md gives every rule and its reason.
 """

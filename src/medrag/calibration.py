@@ -2,7 +2,8 @@
 
 A logistic model over a few features of the best sentence (FEATURES), fitted by
 `benchmarks/train_reader.py` on questions that are not evaluation questions: Toyhom patient questions
-over an index of doctors' answers (their own answer indexed or not), questions generated mechanically
+over an index of doctors' answers (their own answer indexed or not), other patient questions asked of
+the report (about nothing in it), questions generated mechanically
 from the report (attribute questions and their entity swaps) and the development half of
 `tests/data/reader_dev.jsonl`. Its weights and the refusal threshold chosen out of fold ship beside
 this module as `reader_model.json`; `MEDRAG_MIN_EVIDENCE` overrides the threshold.
