@@ -331,23 +331,26 @@ class ExtractiveAnswerer:
         top = hits if kind == "title" else hits[: self.passages]
         named_sources = self.named_sources(query, top) if kind == "title" else []
         read_all = [self.passage(hit.chunk) for hit in top]
-        vectors_all = self.index.sentence_vectors([h.chunk for h in top])
+        # Each passage's sentence cosines, in one product per passage.
+        cosines_all = [
+            (vectors @ query_vector).tolist() for vectors in self.index.sentence_vectors([h.chunk for h in top])
+        ]
         # Every sentence read (references aside) on its band, whatever the filters below say of it: the
         # sentence about another model that a question swapped the model of is among them.
         bands: dict[str, float] = {}
-        for read, vectors in zip(read_all, vectors_all, strict=True):
-            for facts, vector in zip(read.sentences, vectors, strict=True):
+        for read, cosines in zip(read_all, cosines_all, strict=True):
+            for facts, cosine in zip(read.sentences, cosines, strict=True):
                 if not facts.reference:
-                    value = band(float(vector @ query_vector), facts.language != asked_in)
+                    value = band(cosine, facts.language != asked_in)
                     bands[facts.text] = max(value, bands.get(facts.text, value))
         result = []
-        for index, (hit, read, vectors) in enumerate(zip(top, read_all, vectors_all, strict=True)):
+        for index, (hit, read, cosines) in enumerate(zip(top, read_all, cosines_all, strict=True)):
             chunk = hit.chunk
             if any(figure not in read.text for figure in figures):
                 continue
             context, passage = read.context, read.text
             named_before: frozenset[str] = frozenset()  # the entities the sentence before names
-            for facts, vector in zip(read.sentences, vectors, strict=True):
+            for facts, dense in zip(read.sentences, cosines, strict=True):
                 start, sentence, normalized = facts.start, facts.text, facts.normalized
                 named, named_before = read.around | facts.named | named_before, facts.named
                 if facts.reference:
@@ -399,7 +402,6 @@ class ExtractiveAnswerer:
                             support = 0.0  # only its verbs match (支持 in 决策支持): the thing asked is not here
                     else:
                         support = self.coverage(terms, passage, cross_lingual)
-                    dense = float(vector @ query_vector)
                     similarity = rescale(dense, cross_lingual)
                     if similarity == 0.0:
                         continue  # at or below the band of unrelated text: whatever words match, no answer
