@@ -18,11 +18,13 @@ Training data, none of it evaluation questions:
 - mechanical: questions built from the report's headings and its `- **attribute**：value` lines
   ("MedGPT的病种覆盖率是多少？", six wordings each), and the same questions asked of each other model
   whose section and sentences never state that attribute (unanswerable by construction).
-- development: the development half of `tests/data/reader_dev.jsonl`. The held-back rows are dropped
+- development: the development half of `tests/data/reader_dev.jsonl` (51 questions) and
+  `tests/data/reader_dev2.jsonl` (150, written on 2026-12-02 to choose the threshold on more than
+  51 questions). The held-back rows are dropped
   as the file is read: they are never seen here.
 
 Each set weighs the same in the fit (an L2-penalised logistic regression on standardised features,
-fitted by Newton's method). The threshold is chosen on the development half only, on probabilities
+fitted by Newton's method). The threshold is chosen on the development questions only, on probabilities
 out of fold (each question's from a model that did not train on it): the least cost, where a wrong
 answer costs WRONG_ANSWER_COST refusals of an answerable question (the middle of the run of tied
 thresholds).
@@ -104,9 +106,9 @@ class Examples:
         return len(self.right)
 
 
-def development_half(path: Path) -> list[dict]:
-    """The rows marked `half: dev`; the held-back rows are dropped unread."""
-    return [item for item in load_questions(path) if item.get("half") == "dev"]
+def development_rows(paths: list[Path]) -> list[dict]:
+    """The rows marked `half: dev` of each file; the held-back rows are dropped unread."""
+    return [item for path in paths for item in load_questions(path) if item.get("half") == "dev"]
 
 
 def examples(service: Service, items: list[dict]) -> Examples:
@@ -336,7 +338,7 @@ def plot(sets: dict[str, Examples], oof: dict[str, np.ndarray], threshold: float
     axis.axvline(threshold, color="grey", linestyle=":", label=f"chosen {threshold:.3f}")
     axis.set_xlabel("MEDRAG_MIN_EVIDENCE (probability)")
     axis.set_ylabel("share")
-    axis.set_title(f"Reader on the development half, out of fold ({len(development)} questions)")
+    axis.set_title(f"Reader on the development questions, out of fold ({len(development)} questions)")
     axis.legend(loc="lower left", fontsize=8)
     figure.tight_layout()
     figure.savefig(results / "reader_threshold.png", dpi=120)
@@ -381,7 +383,13 @@ def collect(corpus: Path, index: Path, items: list[dict]) -> Examples:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=Path, default=ROOT / "tests/data/reader_dev.jsonl")
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "tests/data/reader_dev.jsonl", ROOT / "tests/data/reader_dev2.jsonl"],
+        help="development questions (their rows with half: dev)",
+    )
     parser.add_argument("--toyhom", type=Path, default=ROOT.parent / "shared" / "data" / "toyhom-neike")
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--model", type=Path, default=ROOT / "src" / "medrag" / MODEL_FILE)
@@ -393,7 +401,7 @@ def main() -> None:
         toyhom = toyhom_questions(args.toyhom, scratch / "toyhom", rng)
         offtopic = offtopic_questions(args.toyhom, {item["question"] for item in toyhom}, rng)
         sets = {
-            "development": collect(ROOT / "corpus", scratch / "index", development_half(args.questions)),
+            "development": collect(ROOT / "corpus", scratch / "index", development_rows(args.questions)),
             "mechanical": collect(ROOT / "corpus", scratch / "index", attribute_questions(report)),
             "toyhom": collect(scratch / "toyhom", scratch / "toyhom-index", toyhom),
             "off-topic": collect(ROOT / "corpus", scratch / "index", offtopic),
