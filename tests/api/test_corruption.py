@@ -18,6 +18,7 @@ from medrag.pipeline import Options, Pipeline
 from medrag.settings import Settings
 from medrag.stores import FaissStore
 from tests import http_jobs
+from tests.unit.test_recovery import FILES as VERSION_FILES
 
 from ..conftest import Server
 
@@ -36,16 +37,8 @@ QUESTIONS = {
     "heron.md": ("苍鹭问诊系统由哪家医院上线？", "东山医院"),
     "added": ("雪豹康复机器人由哪家医院研制？", "西岭康复医院"),
 }
-FILES = [
-    "manifest.json",
-    "vectors.faiss",
-    "chunks.jsonl",
-    "documents.jsonl",
-    "bm25_counts.npz",
-    "bm25_terms.txt",
-    "sentences.npy",
-    "sentence_rows.npy",
-]
+# The manifest and every file it records (the list tests/unit/test_recovery.py checks it against).
+FILES = ["manifest.json", *sorted(VERSION_FILES)]
 
 
 def damage_file(path, how: str) -> None:
