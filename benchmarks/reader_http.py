@@ -4,9 +4,10 @@ for this checkout against an earlier one in the same run.
 Starts `medrag serve` twice on fresh indexes of the shipped corpus — one with `--before` (another
 checkout's `src/`, e.g. the commit the reader issue was measured at) and one with this checkout, both
 with the question-vector cache off — and asks every question of the public set, of both halves of
-tests/data/reader_dev.jsonl and of the team's probes (tests/data/reader_probes.jsonl: `group` "guided"
-were read while the reader was changed, "after" were written once the changes were done and not tuned
-on) and of the held-back sets (tests/data/reader_held2.jsonl to reader_held7.jsonl, each written by an
+tests/data/reader_dev.jsonl, of the development sets 2 and 3 (reader_dev2.jsonl, reader_dev3.jsonl),
+of the team's probes (tests/data/reader_probes.jsonl: `group` "guided" were read while the reader was
+changed, "after" were written once the changes were done and not tuned on) and of the held-back sets
+(tests/data/reader_held2.jsonl to reader_held8.jsonl, each written by an
 engineer apart before a round of reader changes, on 2026-12-02) of both,
 alternating between them question by question, so both see the same machine. Scores each set with
 `medrag.evaluation`, splits the sets by language, and reports each server's /ask p50 and p95 over all
@@ -15,7 +16,7 @@ questions.
     .venv/bin/python benchmarks/reader_http.py --before /tmp/old/src
 
 Writes benchmarks/results/reader_http.json. The held-back sets are for the final measurement: their
-misses (question and answer) are written only with `--final`, and the newest set (7) is asked only then.
+misses (question and answer) are written only with `--final`, and the newest set (8) is asked only then.
 """
 
 import argparse
@@ -40,7 +41,8 @@ HELD4 = "held-back set 4"
 HELD5 = "held-back set 5"
 HELD6 = "held-back set 6"
 HELD7 = "held-back set 7"
-HELD = ("held half", HELD2, HELD3, HELD4, HELD5, HELD6, HELD7)
+HELD8 = "held-back set 8"
+HELD = ("held half", HELD2, HELD3, HELD4, HELD5, HELD6, HELD7, HELD8)
 
 
 def sets(final: bool) -> dict[str, list[dict]]:
@@ -51,6 +53,7 @@ def sets(final: bool) -> dict[str, list[dict]]:
         "public": load_questions(DATA / "qa_public.jsonl"),
         "dev half": [q for q in reader if q.get("half") == "dev"],
         "development set 2": load_questions(DATA / "reader_dev2.jsonl"),
+        "development set 3": load_questions(DATA / "reader_dev3.jsonl"),
         "held half": [q for q in reader if q.get("half") == "held"],
         "probes, guided the changes": [q for q in probes if q.get("group") == "guided"],
         "probes, written after, never tuned on": [q for q in probes if q.get("group") == "after"],
@@ -59,9 +62,10 @@ def sets(final: bool) -> dict[str, list[dict]]:
         HELD4: load_questions(DATA / "reader_held4.jsonl"),
         HELD5: load_questions(DATA / "reader_held5.jsonl"),
         HELD6: load_questions(DATA / "reader_held6.jsonl"),
+        HELD7: load_questions(DATA / "reader_held7.jsonl"),
     }
     if final:
-        chosen[HELD7] = load_questions(DATA / "reader_held7.jsonl")
+        chosen[HELD8] = load_questions(DATA / "reader_held8.jsonl")
     return chosen
 
 
@@ -80,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, required=True, help="an earlier checkout's src/")
     parser.add_argument("--before-label", default="before")
-    parser.add_argument("--final", action="store_true", help="also ask held-back set 7; list the held sets' misses")
+    parser.add_argument("--final", action="store_true", help="also ask held-back set 8; list the held sets' misses")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "reader_http.json")
     args = parser.parse_args()
     servers = {}
