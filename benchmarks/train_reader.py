@@ -18,11 +18,10 @@ Training data, none of it evaluation questions:
 - mechanical: questions built from the report's headings and its `- **attribute**：value` lines
   ("MedGPT的病种覆盖率是多少？", six wordings each), and the same questions asked of each other model
   whose section and sentences never state that attribute (unanswerable by construction).
-- development: the development half of `tests/data/reader_dev.jsonl` (51 questions),
+- development: the development half of `tests/data/reader_dev.jsonl` (51 questions) and
   `tests/data/reader_dev2.jsonl` (150, written on 2026-12-02 to choose the threshold on more than
-  51 questions) and `tests/data/reader_dev3.jsonl` (150, 60 of them English, written apart on
-  2026-12-02 evening: English was the weakest language on every held-back set). The held-back rows
-  are dropped as the file is read: they are never seen here.
+  51 questions). The held-back rows are dropped
+  as the file is read: they are never seen here.
 
 Each set weighs the same in the fit (an L2-penalised logistic regression on standardised features,
 fitted by Newton's method). The threshold is chosen on the development questions only, on probabilities
@@ -388,7 +387,7 @@ def main() -> None:
         "--questions",
         type=Path,
         nargs="+",
-        default=[ROOT / "tests/data" / name for name in ("reader_dev.jsonl", "reader_dev2.jsonl", "reader_dev3.jsonl")],
+        default=[ROOT / "tests/data/reader_dev.jsonl", ROOT / "tests/data/reader_dev2.jsonl"],
         help="development questions (their rows with half: dev)",
     )
     parser.add_argument("--toyhom", type=Path, default=ROOT.parent / "shared" / "data" / "toyhom-neike")
