@@ -7,11 +7,10 @@ with the question-vector cache off — and asks every question of the public set
 tests/data/reader_dev.jsonl, of the development sets 2 and 3 (reader_dev2.jsonl, reader_dev3.jsonl),
 of the team's probes (tests/data/reader_probes.jsonl: `group` "guided" were read while the reader was
 changed, "after" were written once the changes were done and not tuned on) and of the held-back sets
-(tests/data/reader_held2.jsonl to reader_held8.jsonl, each written by an
-engineer apart before a round of reader changes, on 2026-12-02) of both,
-alternating between them question by question, so both see the same machine. Scores each set with
-`medrag.evaluation`, splits the sets by language, and reports each server's /ask p50 and p95 over all
-questions.
+(tests/data/reader_held2.jsonl to reader_held8.jsonl, each written by an engineer apart before a round
+of reader changes, on 2026-12-02) of both, alternating between them question by question, so both
+see the same machine. Scores each set with `medrag.evaluation`, splits the sets by language, and
+reports each server's /ask p50 and p95 over all questions.
 
     .venv/bin/python benchmarks/reader_http.py --before /tmp/old/src
 
@@ -35,14 +34,14 @@ from peer import free_port, percentile
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DATA = ROOT / "tests" / "data"
-HELD2 = "held-back set 2"
-HELD3 = "held-back set 3"
-HELD4 = "held-back set 4"
-HELD5 = "held-back set 5"
-HELD6 = "held-back set 6"
-HELD7 = "held-back set 7"
-HELD8 = "held-back set 8"
-HELD = ("held half", HELD2, HELD3, HELD4, HELD5, HELD6, HELD7, HELD8)
+NEWEST = 8  # tests/data/reader_held{2..NEWEST}.jsonl; the newest is asked only with --final
+
+
+def held(n: int) -> str:
+    return f"held-back set {n}"
+
+
+HELD = ("held half", *(held(n) for n in range(2, NEWEST + 1)))
 
 
 def sets(final: bool) -> dict[str, list[dict]]:
@@ -57,15 +56,9 @@ def sets(final: bool) -> dict[str, list[dict]]:
         "held half": [q for q in reader if q.get("half") == "held"],
         "probes, guided the changes": [q for q in probes if q.get("group") == "guided"],
         "probes, written after, never tuned on": [q for q in probes if q.get("group") == "after"],
-        HELD2: load_questions(DATA / "reader_held2.jsonl"),
-        HELD3: load_questions(DATA / "reader_held3.jsonl"),
-        HELD4: load_questions(DATA / "reader_held4.jsonl"),
-        HELD5: load_questions(DATA / "reader_held5.jsonl"),
-        HELD6: load_questions(DATA / "reader_held6.jsonl"),
-        HELD7: load_questions(DATA / "reader_held7.jsonl"),
     }
-    if final:
-        chosen[HELD8] = load_questions(DATA / "reader_held8.jsonl")
+    for n in range(2, NEWEST + 1 if final else NEWEST):
+        chosen[held(n)] = load_questions(DATA / f"reader_held{n}.jsonl")
     return chosen
 
 
@@ -84,7 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, required=True, help="an earlier checkout's src/")
     parser.add_argument("--before-label", default="before")
-    parser.add_argument("--final", action="store_true", help="also ask held-back set 8; list the held sets' misses")
+    parser.add_argument(
+        "--final", action="store_true", help=f"also ask held-back set {NEWEST}; list the held sets' misses"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "reader_http.json")
     args = parser.parse_args()
     servers = {}
